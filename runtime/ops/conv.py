@@ -1,0 +1,177 @@
+"""Conv: im2col into a planned scratch buffer plus one BLAS matmul per image.
+
+- 1x1, stride 1, no padding: a plain batched GEMM on the input, no scratch.
+- Grouped convolution: one batched matmul over groups, no Python loop over channels.
+- Depthwise (one filter per channel): kernel-window shift-and-accumulate, a loop over
+  the kh*kw taps only.
+Padding goes into a planned scratch copy whose borders are re-zeroed on every run,
+because a planned scratch buffer shares memory with other tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..errors import ShapeError
+from ..ir import TensorInfo
+from .common import auto_pads, conv_out_dim, info
+from .registry import Kernel, OpContext, register
+
+
+def window_view(
+    xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+    out_spatial: Sequence[int],
+) -> np.ndarray:
+    """View (lead..., k1..kn, o1..on) of the last n axes of ``xp`` as sliding windows."""
+    n = len(kernel)
+    lead_shape, lead_strides = xp.shape[:-n], xp.strides[:-n]
+    sp_strides = xp.strides[-n:]
+    shape = tuple(lead_shape) + tuple(kernel) + tuple(out_spatial)
+    st = (
+        tuple(lead_strides)
+        + tuple(s * d for s, d in zip(sp_strides, dilations))
+        + tuple(s * t for s, t in zip(sp_strides, strides))
+    )
+    return as_strided(xp, shape=shape, strides=st, writeable=False)
+
+
+def pad_into(x: np.ndarray, xp: np.ndarray, pads: Sequence[int], value: float = 0.0) -> None:
+    """Copy ``x`` into the centre of ``xp`` and fill only the border slabs with ``value``."""
+    n = len(pads) // 2
+    lead = x.ndim - n
+    inner = tuple(slice(None) for _ in range(lead)) + tuple(
+        slice(pads[i], pads[i] + x.shape[lead + i]) for i in range(n)
+    )
+    for i in range(n):
+        b, e = pads[i], pads[i + n]
+        ax = lead + i
+        if b:
+            idx = [slice(None)] * xp.ndim
+            idx[ax] = slice(0, b)
+            xp[tuple(idx)] = value
+        if e:
+            idx = [slice(None)] * xp.ndim
+            idx[ax] = slice(xp.shape[ax] - e, None)
+            xp[tuple(idx)] = value
+    xp[inner] = x
+
+
+def conv_geometry(
+    x: TensorInfo, kernel: Sequence[int], auto_pad: str, dilations: Sequence[int] | None,
+    pads: Sequence[int] | None, strides: Sequence[int] | None, ceil_mode: int = 0,
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(strides, dilations, pads, output spatial dims) for a sliding-window op."""
+    n = len(kernel)
+    spatial = [int(d) for d in x.shape[2:]]
+    if len(spatial) != n:
+        raise ShapeError(f"input of rank {len(x.shape)} does not fit a {n}-d kernel")
+    st = list(strides) if strides else [1] * n
+    dl = list(dilations) if dilations else [1] * n
+    if len(st) != n or len(dl) != n:
+        raise ShapeError(f"strides {st} / dilations {dl} must have {n} entries")
+    if min(st) < 1 or min(dl) < 1:
+        raise ShapeError(f"strides {st} and dilations {dl} must be positive")
+    p = auto_pads(auto_pad, spatial, kernel, st, dl, pads)
+    out = [conv_out_dim(spatial[i], kernel[i], st[i], dl[i], p[i], p[i + n], bool(ceil_mode)) for i in range(n)]
+    return st, dl, p, out
+
+
+@register("Conv", 1, fusable=True)
+def Conv(
+    ctx: OpContext, x: TensorInfo, w: TensorInfo, b: TensorInfo | None = None, *,
+    auto_pad: str = "NOTSET", dilations: list[int] | None = None, group: int = 1,
+    kernel_shape: list[int] | None = None, pads: list[int] | None = None,
+    strides: list[int] | None = None,
+) -> Kernel:
+    if len(x.shape) < 3 or len(w.shape) != len(x.shape):
+        raise ShapeError(f"input {list(x.shape)} and weight {list(w.shape)} ranks do not fit")
+    N, C = int(x.shape[0]), int(x.shape[1])
+    M, Cg = int(w.shape[0]), int(w.shape[1])
+    k = [int(d) for d in w.shape[2:]]
+    if kernel_shape and list(kernel_shape) != k:
+        raise ShapeError(f"kernel_shape {kernel_shape} differs from weight shape {k}")
+    G = int(group)
+    if G < 1 or C != Cg * G or M % G:
+        raise ShapeError(f"channels {C} / weight {list(w.shape)} do not fit group={G}")
+    if b is not None and tuple(b.shape) != (M,):
+        raise ShapeError(f"bias shape {list(b.shape)} should be [{M}]")
+    st, dl, p, out_sp = conv_geometry(x, k, auto_pad, dilations, pads, strides)
+    n = len(k)
+    dtype = x.dtype
+    out = info(dtype, [N, M, *out_sp])
+    padded = any(p)
+    pshape = [N, C] + [int(x.shape[2 + i]) + p[i] + p[i + n] for i in range(n)]
+    osz = int(np.prod(out_sp))
+    ksz = int(np.prod(k))
+    act = ctx.activation
+    bias_view = (M,) + (1,) * n
+
+    def finish(ins: Sequence[Any], o: np.ndarray) -> None:
+        if len(ins) > 2 and ins[2] is not None:
+            o += ins[2].reshape(bias_view)
+        if act is not None:
+            act(o)
+
+    scratch: list[TensorInfo] = []
+    if padded:
+        scratch.append(info(dtype, pshape))
+
+    def source(ins: Sequence[Any], scr: Sequence[np.ndarray]) -> np.ndarray:
+        if padded:
+            pad_into(ins[0], scr[0], p)
+            return scr[0]
+        return ins[0]
+
+    pointwise = ksz == 1 and not padded and G == 1
+    depthwise = G == C and M == C and G > 1
+
+    if pointwise and all(s == 1 for s in st):
+        def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
+            o = outs[0]
+            np.matmul(ins[1].reshape(M, C), ins[0].reshape(N, C, osz), out=o.reshape(N, M, osz))
+            finish(ins, o)
+
+        return Kernel([out], run)
+
+    if depthwise:
+        scratch.append(info(dtype, [N, C, *out_sp]))
+        tmp_i = len(scratch) - 1
+
+        def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
+            src = source(ins, scr)
+            o, tmp = outs[0], scr[tmp_i]
+            wv = ins[1].reshape(C, ksz)
+            view = window_view(src, k, st, dl, out_sp)  # (N, C, k..., o...)
+            for t, tap in enumerate(np.ndindex(*k)):
+                sl = view[(slice(None), slice(None)) + tap]
+                wt = wv[:, t].reshape((1, C) + (1,) * n)
+                if t == 0:
+                    np.multiply(sl, wt, out=o)
+                else:
+                    np.multiply(sl, wt, out=tmp)
+                    o += tmp
+            finish(ins, o)
+
+        return Kernel([out], run, scratch=scratch)
+
+    Kg = Cg * ksz
+    Mg = M // G
+    scratch.append(info(dtype, [G, Kg, osz]))
+    col_i = len(scratch) - 1
+
+    def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
+        src = source(ins, scr)
+        o = outs[0]
+        col = scr[col_i]
+        wg = ins[1].reshape(G, Mg, Kg)
+        col_view = col.reshape((C,) + tuple(k) + tuple(out_sp))
+        for i in range(N):
+            np.copyto(col_view, window_view(src[i], k, st, dl, out_sp))
+            np.matmul(wg, col, out=o[i].reshape(G, Mg, osz))
+        finish(ins, o)
+
+    return Kernel([out], run, scratch=scratch)
