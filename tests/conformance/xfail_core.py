@@ -10,6 +10,8 @@ _EXOTIC_NAME = re.compile(r"^test_cast(like)?_.*(BFLOAT16|FLOAT8E4M3|FLOAT8E5M2F
 
 XFAIL: dict[str, str] = {
     **{c.name: _EXOTIC for c in collect_testcases(None) if _EXOTIC_NAME.match(c.name)},
+    **{c.name: "float8 saturation on cast is not implemented" for c in collect_testcases(None)
+       if re.match(r"^test_cast(like)?_FLOAT(16)?_to_FLOAT8E5M2(_expanded)?$", c.name)},
     "test_equal_string": _STRING,
     "test_equal_string_broadcast": _STRING,
 }
