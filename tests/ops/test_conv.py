@@ -1,0 +1,45 @@
+"""Conv against onnxruntime: plain, padded, strided, dilated, grouped, depthwise, 1x1, fused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .oracle import assert_matches, node_model
+
+RNG = np.random.default_rng(0)
+
+
+def _rand(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "c,m,k,attrs",
+    [
+        (3, 8, 3, {}),
+        (3, 8, 3, {"pads": [1, 1, 1, 1]}),
+        (4, 6, 3, {"pads": [0, 1, 2, 1], "strides": [2, 1]}),
+        (4, 6, 3, {"dilations": [2, 2], "pads": [2, 2, 2, 2]}),
+        (4, 6, 3, {"group": 2, "pads": [1, 1, 1, 1]}),
+        (6, 6, 3, {"group": 6, "pads": [1, 1, 1, 1], "strides": [2, 2]}),
+        (6, 12, 3, {"group": 6}),
+        (8, 4, 1, {}),
+        (8, 4, 1, {"strides": [2, 2]}),
+        (3, 5, 3, {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+        (3, 5, 2, {"auto_pad": "SAME_LOWER"}),
+    ],
+)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv2d(c: int, m: int, k: int, attrs: dict, batch: int) -> None:
+    group = attrs.get("group", 1)
+    x, w, b = _rand(batch, c, 9, 10), _rand(m, c // group, k, k), _rand(m)
+    model = node_model("Conv", {"x": x}, initializers={"w": w, "b": b}, **attrs)
+    assert_matches(model, {"x": x})
+
+
+def test_conv1d_and_3d() -> None:
+    x, w = _rand(1, 3, 12), _rand(4, 3, 3)
+    assert_matches(node_model("Conv", {"x": x}, initializers={"w": w}, pads=[1, 1]), {"x": x})
+    x3, w3 = _rand(1, 2, 5, 6, 7), _rand(3, 2, 3, 3, 3)
+    assert_matches(node_model("Conv", {"x": x3}, initializers={"w": w3}, strides=[1, 2, 1]), {"x": x3})
