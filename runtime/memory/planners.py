@@ -1,10 +1,12 @@
 """One planner per memory mode: liveness groups -> buffers and offsets.
 
 - ``default``: every intermediate owns a buffer, allocated at the first inference and
-  kept; scratch shares one workspace sized to the largest step. No in-place.
+  kept; scratch shares one workspace sized to the largest step (scratch of different
+  steps is never live together). No in-place.
 - ``reduce``: every group owns a buffer allocated just before its producer and dropped
   after its last reader: the least live memory, allocations on every inference.
-- ``reuse``: groups of equal byte size share a buffer when their lifetimes do not overlap.
+- ``reuse``: groups of equal byte size share a buffer when their lifetimes do not overlap;
+  scratch shares one workspace as in ``default``.
 - ``arena``: one arena; offsets by greedy-by-size (TFLite's arena planner, Pisarchyk and
   Lee 2020), best of a few orderings.
 Under ``atomic_clean_policy=0`` the memset groups sit side by side at the start of a
@@ -29,6 +31,18 @@ def _zero_block(zero: list[Group], place: dict[int, tuple[int, int]], buffers: l
     buffers.append(off)
 
 
+def _workspace(scratch: list[Group], place: dict[int, tuple[int, int]], buffers: list[int]) -> None:
+    """One buffer for all scratch, sized to the step that needs the most."""
+    if not scratch:
+        return
+    ws = len(buffers)
+    per_step: dict[int, int] = {}
+    for g in scratch:
+        place[g.id] = (ws, per_step.get(g.first, 0))
+        per_step[g.first] = per_step.get(g.first, 0) + g.size
+    buffers.append(max(per_step.values()))
+
+
 def plan_default(lv: Liveness) -> MemoryPlan:
     zero, rest, scratch = groups_by_kind(lv)
     place: dict[int, tuple[int, int]] = {}
@@ -37,14 +51,7 @@ def plan_default(lv: Liveness) -> MemoryPlan:
     for g in rest:
         place[g.id] = (len(buffers), 0)
         buffers.append(g.size)
-    if scratch:
-        ws = len(buffers)
-        per_step: dict[int, int] = {}
-        for g in scratch:
-            step = g.first
-            place[g.id] = (ws, per_step.get(step, 0))
-            per_step[step] = per_step.get(step, 0) + g.size
-        buffers.append(max(per_step.values()))
+    _workspace(scratch, place, buffers)
     return assemble("default", lv, place, buffers)
 
 
@@ -65,7 +72,7 @@ def plan_reuse(lv: Liveness) -> MemoryPlan:
     buffers: list[int] = []
     _zero_block(zero, place, buffers)
     free_at: dict[int, list[tuple[int, int]]] = {}  # size -> [(buffer, last step of occupant)]
-    for g in sorted(rest + scratch, key=lambda g: (g.first, g.id)):
+    for g in sorted(rest, key=lambda g: (g.first, g.id)):
         slots = free_at.setdefault(g.size, [])
         for i, (b, last) in enumerate(slots):
             if last < g.first:
@@ -76,6 +83,7 @@ def plan_reuse(lv: Liveness) -> MemoryPlan:
             place[g.id] = (len(buffers), 0)
             slots.append((len(buffers), g.last))
             buffers.append(g.size)
+    _workspace(scratch, place, buffers)
     return assemble("reuse", lv, place, buffers)
 
 
