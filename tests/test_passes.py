@@ -1,0 +1,164 @@
+"""Each pass alone: what it rewrites, what it must leave alone, and its off switch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import runtime as rt
+from runtime import flags
+from runtime.frontend import read_model, to_graph
+from runtime.ir import Graph, Node, TensorInfo, ValueInfo
+from runtime.passes import PASSES, PassContext, run_passes, schedule
+
+F32 = np.dtype(np.float32)
+
+
+def graph(nodes, inputs=("x",), outputs=("y",), constants=None, shape=(1, 2, 3, 3)) -> Graph:
+    return Graph(
+        nodes=[Node(n[0], n[1], list(n[2]), list(n[3]), dict(n[4]) if len(n) > 4 else {}) for n in nodes],
+        inputs=[ValueInfo(i, TensorInfo(F32, shape)) for i in inputs],
+        outputs=[ValueInfo(o, TensorInfo(F32, (None,))) for o in outputs],
+        constants=dict(constants or {}), opset=13,
+    )
+
+
+def ctx(g: Graph, protected=()) -> PassContext:
+    return PassContext(protected=frozenset(protected), input_infos={v.name: v.info for v in g.inputs})
+
+
+def test_schedule_sorts_and_keeps_model_order_when_valid() -> None:
+    g = graph([("b", "Relu", ["t"], ["y"]), ("a", "Relu", ["x"], ["t"])])
+    assert [n.name for n in schedule(g).nodes] == ["a", "b"]
+    ordered = graph([("a", "Relu", ["x"], ["t"]), ("b", "Relu", ["t"], ["y"])])
+    assert schedule(ordered) is ordered
+
+
+def test_remove_identity_rewires_and_keeps_output_names() -> None:
+    g = graph([("r", "Relu", ["x"], ["t"]), ("i", "Identity", ["t"], ["u"]),
+               ("d", "Dropout", ["u"], ["v"]), ("s", "Sigmoid", ["v"], ["w"]), ("i2", "Identity", ["w"], ["y"])])
+    out = PASSES["remove_identity"](g, ctx(g))
+    assert [n.op_type for n in out.nodes] == ["Relu", "Sigmoid"]
+    assert out.nodes[-1].outputs == ["y"] and out.nodes[-1].inputs == ["t"]
+
+
+def test_dropout_with_used_mask_is_kept() -> None:
+    g = graph([("d", "Dropout", ["x"], ["y", "mask"])], outputs=("y", "mask"))
+    assert len(PASSES["remove_identity"](g, ctx(g)).nodes) == 1
+
+
+def test_fold_constants_folds_constant_chains_and_shape_of_static_inputs() -> None:
+    g = graph([
+        ("cs", "ConstantOfShape", ["shape"], ["ones"], {"value": np.array([1.0], np.float32)}),
+        ("add", "Add", ["ones", "ones"], ["twos"]),
+        ("shp", "Shape", ["x"], ["xs"]),
+        ("mul", "Mul", ["x", "twos"], ["y"]),
+        ("out2", "Identity", ["xs"], ["s"]),
+    ], outputs=("y", "s"), constants={"shape": np.array([1, 2, 3, 3], np.int64)})
+    if "ConstantOfShape" not in rt.ops.REGISTRY or "Shape" not in rt.ops.REGISTRY:
+        pytest.skip("needs ConstantOfShape and Shape kernels")
+    out = PASSES["fold_constants"](g, ctx(g))
+    assert [n.name for n in out.nodes] == ["mul"]
+    np.testing.assert_array_equal(out.constants["twos"], np.full((1, 2, 3, 3), 2, np.float32))
+    np.testing.assert_array_equal(out.constants["s"], [1, 2, 3, 3])
+
+
+def test_fold_constants_uses_the_thread_pool() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    nodes = [(f"n{i}", "Add", [f"c{i}", f"c{i}"], [f"d{i}"]) for i in range(6)]
+    nodes += [(f"m{i}", "Mul", ["x", f"d{i}"], [f"y{i}"]) for i in range(6)]
+    g = graph(nodes, outputs=tuple(f"y{i}" for i in range(6)),
+              constants={f"c{i}": np.full((1, 2, 3, 3), i, np.float32) for i in range(6)})
+    c = ctx(g)
+    with ThreadPoolExecutor(2) as pool:
+        c.pool = pool
+        out = PASSES["fold_constants"](g, c)
+    assert len(out.nodes) == 6 and c.stats["folded_nodes"] == 6
+    np.testing.assert_array_equal(out.constants["d5"], np.full((1, 2, 3, 3), 10, np.float32))
+
+
+def _conv_bn_model(keep_bn_input=False):
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.random(4).astype(np.float32) + 0.5, "scale"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "shift"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "mean"),
+             numpy_helper.from_array(rng.random(4).astype(np.float32) + 0.1, "var")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["bn"], name="bn",
+                              epsilon=1e-3),
+             helper.make_node("Relu", ["bn"], ["y"], name="relu")]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if keep_bn_input:
+        outs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "cbr", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          outs, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _ops(model, **kw) -> list[str]:
+    compiled = rt.Core().compile_model(model, **kw)
+    return [n.op_type for n in compiled.graph.nodes]
+
+
+def test_fold_batchnorm_and_fuse_activation_give_one_conv() -> None:
+    if "BatchNormalization" not in rt.ops.REGISTRY:
+        pytest.skip("needs the BatchNormalization kernel for the unfused reference")
+    model = _conv_bn_model()
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    assert _ops(model) == ["Conv"]
+    fused = rt.Core().compile_model(model)
+    assert fused.graph.nodes[0].activation == ["Relu", {}]
+    plain = rt.Core().compile_model(model, disable_passes={"fold_batchnorm", "fuse_activation"})
+    assert [n.op_type for n in plain.graph.nodes] == ["Conv", "BatchNormalization", "Relu"]
+    np.testing.assert_allclose(fused.infer({"x": x})["y"], plain.infer({"x": x})["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_passes_leave_graph_outputs_and_kept_tensors_alone() -> None:
+    if "BatchNormalization" not in rt.ops.REGISTRY:
+        pytest.skip("needs the BatchNormalization kernel")
+    assert _ops(_conv_bn_model(keep_bn_input=True)) == ["Conv", "BatchNormalization"]
+    assert _ops(_conv_bn_model(), keep=["bn"]) == ["Conv"]  # BN folds into conv; Relu stays to keep 'bn'
+
+
+def test_dead_code_removes_unused_nodes_and_constants() -> None:
+    g = graph([("a", "Relu", ["x"], ["y"]), ("dead", "Add", ["x", "k"], ["z"])], constants={"k": np.ones(1, np.float32)})
+    out = PASSES["dead_code"](g, ctx(g))
+    assert [n.name for n in out.nodes] == ["a"] and not out.constants
+    kept = PASSES["dead_code"](g, ctx(g, protected=["z"]))
+    assert len(kept.nodes) == 2
+
+
+def test_fuse_clip_with_constant_bounds_only() -> None:
+    lo = numpy_helper.from_array(np.array(0, np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(6, np.float32), "hi")
+    w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"]),
+                           helper.make_node("Clip", ["c", "lo", "hi"], ["y"])], "clip",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [lo, hi, w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    compiled = rt.Core().compile_model(m)
+    assert compiled.graph.nodes[0].activation == ["Clip", {"min": 0.0, "max": 6.0}]
+    x = np.array([-1, 2, 3, 9, 0, 1, 5, 2], np.float32).reshape(1, 2, 2, 2)
+    np.testing.assert_array_equal(compiled.infer({"x": x})["y"], np.clip(x.sum(1, keepdims=True).repeat(2, 1), 0, 6))
+
+
+def test_pass_switches_by_argument_and_environment() -> None:
+    model = _conv_bn_model()
+    with pytest.raises(rt.ConfigError, match="unknown pass"):
+        rt.Core().compile_model(model, disable_passes={"nonsense"})
+    with flags.override(DISABLE_PASSES=frozenset({"fuse_activation"})):
+        assert "Relu" in _ops(model)
+    assert "Relu" not in _ops(model)
+
+
+def test_run_passes_pipeline_on_real_model() -> None:
+    m = read_model(_conv_bn_model())
+    g = to_graph(m)
+    c = ctx(g)
+    out = run_passes(g, c)
+    assert len(out.nodes) <= len(g.nodes)
