@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import ops as _ops  # noqa: F401  (registers every kernel)
 from .core import CompiledModel, Core, MemoryConfig, Port
 from .errors import (
+    CacheWarning,
     ConcurrencyError,
     ConfigError,
     DataRemovedError,
@@ -25,10 +26,11 @@ from .errors import (
 from .executor import InferRequest
 from .frontend import Model
 from .memory import MODES as MEMORY_MODES
+from .release import release_memory
 from .version import __version__
 
 __all__ = [
-    "MEMORY_MODES", "CompiledModel", "ConcurrencyError", "ConfigError", "Core", "DataRemovedError",
+    "MEMORY_MODES", "CacheWarning", "CompiledModel", "ConcurrencyError", "ConfigError", "Core", "DataRemovedError",
     "Error", "GraphError", "InferRequest", "InputError", "KernelError", "MemoryConfig", "Model",
-    "ModelLoadError", "Port", "ShapeError", "UnsupportedOperatorError", "__version__",
+    "ModelLoadError", "Port", "ShapeError", "UnsupportedOperatorError", "__version__", "release_memory",
 ]

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from . import flags
 from .arena import Arena
+from .cache import ModelCache, external_files
 from .errors import ConfigError, InputError
 from .executor import InferRequest
-from .frontend import Model, ModelSource, read_model, to_graph
+from .frontend import Model, ModelSource, to_graph
+from .frontend.loader import digest_of, model_digest, model_from_bytes, read_file
+from .frontend.loader import read_model as _read_model
 from .ir import Dim, Graph, TensorInfo, describe, shape_str
 from .lowering import Program, Signature, lower, signature_of
 from .memory import MODES, MemoryPlan, plan_memory
 from .passes import PassContext, run_passes
+from .release import _malloc_trim, release_memory
+
+
+def _load(source: Any) -> Model:
+    if isinstance(source, _FileBytes):
+        return model_from_bytes(source.data, source.path)
+    return _read_model(source)
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,7 @@ class Core:
         trim_on_release: bool = False, cache_verify: str = "header",
     ) -> None:
         self._props: dict[str, Any] = {}
+        self._cache: ModelCache | None = None
         self.set_property({
             "enable_mmap": enable_mmap, "cache_dir": cache_dir, "compile_threads": compile_threads,
             "memory_config": memory_config or MemoryConfig(), "trim_on_release": trim_on_release,
@@ -133,7 +149,7 @@ class Core:
     # ------------------------------------------------------------------ models
     def read_model(self, source: ModelSource) -> Model:
         """Read a model from a path, bytes or an onnx.ModelProto."""
-        return read_model(source)
+        return _read_model(source)
 
     def compile_model(
         self, model: ModelSource, *, memory_mode: str | None = None, keep: Iterable[str] = (),
@@ -144,31 +160,64 @@ class Core:
 
         ``keep`` names intermediates that stay readable after inference; ``input_shapes``
         fixes symbolic input dims at compile time so memory is planned before the first run.
+        With ``cache_dir`` set, a compiled blob is imported when present (a path is then not
+        even parsed) and exported after a cold compile.
         """
+        start = time.perf_counter()
         mode = self._resolve_mode(memory_mode)
         keep = tuple(keep)
-        m = read_model(model)
-        graph = to_graph(m, mmap=self._props["enable_mmap"], ignore_input_with_initializer=ignore_input_with_initializer)
-        graph = _apply_input_shapes(graph, input_shapes)
-        missing = [k for k in keep if not _defines(graph, k)]
-        if missing:
-            raise ConfigError(f"keep names unknown tensor(s) {describe(missing)}")
-        ctx = PassContext(
-            protected=frozenset(keep),
-            input_infos={v.name: v.info for v in graph.inputs},
-        )
+        disable = frozenset(disable_passes) | flags.DISABLE_PASSES
+        shapes = None if not input_shapes else {k: [int(d) for d in v] for k, v in sorted(input_shapes.items())}
+        cache = self._model_cache()
+        info: dict[str, Any] = {"cache": "off"}
+        key = None
+        if cache is not None:
+            model, digest, base_dir = _source_digest(model)
+            key = cache.key(digest, {
+                "memory_mode": mode, "keep": sorted(keep), "disable_passes": sorted(disable),
+                "ignore_input_with_initializer": ignore_input_with_initializer, "input_shapes": shapes,
+                "atomic_clean_policy": self.memory_config.atomic_clean_policy,
+                "static_memory_policy": self.memory_config.static_memory_policy,
+            })
+            hit = cache.load(key, mmap_weights=self._props["enable_mmap"], base_dir=base_dir)
+            if hit is not None:
+                compiled = CompiledModel(self, hit.graph, mode=mode, keep=keep, preplanned=hit.plan)
+                compiled.compile_info = {"cache": "hit", "blob": str(cache.path(key)),
+                                         "seconds": time.perf_counter() - start}
+                return compiled
+            info = {"cache": "miss"}
+        m = _load(model)
         threads = self._props["compile_threads"]
-        if threads > 1:
-            with ThreadPoolExecutor(threads, thread_name_prefix="compile") as pool:
-                ctx.pool = pool
-                graph = run_passes(graph, ctx, disable_passes)
-        else:
-            graph = run_passes(graph, ctx, disable_passes)
+        with ThreadPoolExecutor(threads, thread_name_prefix="compile") if threads > 1 else _no_pool() as pool:
+            graph = to_graph(m, mmap=self._props["enable_mmap"],
+                             ignore_input_with_initializer=ignore_input_with_initializer, pool=pool)
+            graph = _apply_input_shapes(graph, shapes)
+            missing = [k for k in keep if not _defines(graph, k)]
+            if missing:
+                raise ConfigError(f"keep names unknown tensor(s) {describe(missing)}")
+            ctx = PassContext(protected=frozenset(keep), input_infos={v.name: v.info for v in graph.inputs}, pool=pool)
+            graph = run_passes(graph, ctx, disable)
         compiled = CompiledModel(self, graph, mode=mode, keep=keep, pass_stats=ctx.stats,
                                  source=m if not reduce_constant else None)
+        if cache is not None and key is not None and m.proto is not None:
+            externals = external_files(m.proto, m.base_dir)
+            exported = cache.store(key, compiled.graph, compiled.static_plan, externals, m.base_dir)
+            info = {"cache": "miss" if exported is not None else "error", "blob": str(cache.path(key)),
+                    "export_seconds": exported}
         if reduce_constant and m.source != "proto":
             m.release()
+        info["seconds"] = time.perf_counter() - start
+        compiled.compile_info = info
         return compiled
+
+    def _model_cache(self) -> ModelCache | None:
+        directory = self._props["cache_dir"]
+        if directory is None or not self.supports("model_caching"):
+            return None
+        if self._cache is None or self._cache.directory != Path(directory):
+            self._cache = ModelCache(Path(directory), verify=self._props["cache_verify"])
+        self._cache.verify = self._props["cache_verify"]
+        return self._cache
 
     def _resolve_mode(self, memory_mode: str | None) -> str:
         policy = self.memory_config.static_memory_policy
@@ -183,8 +232,46 @@ class Core:
         return memory_mode
 
     def supports(self, feature: str) -> bool:
-        """Whether an optional capability is available (checked in advance, seed style)."""
-        return feature in ("memory_modes", "static_memory_policy")
+        """Whether an optional capability is available here: check in advance, then use it.
+
+        ``"model_caching"`` is False when ``MEMGATE_NO_CACHE=1``; ``cache_dir`` is then ignored.
+        """
+        if feature == "model_caching":
+            return not flags.NO_CACHE
+        if feature == "malloc_trim":
+            return _malloc_trim() is not None
+        return feature in ("memory_modes", "static_memory_policy", "mmap")
+
+
+@contextlib.contextmanager
+def _no_pool() -> Iterator[None]:
+    yield None
+
+
+def _source_digest(model: ModelSource) -> tuple[ModelSource, str, Path | None]:
+    """(what to compile on a miss, the digest of the model bytes, the folder for external data).
+
+    A path is read and hashed but not parsed, so a cache hit never touches protobuf.
+    """
+    if isinstance(model, Model):
+        return model, model_digest(model), model.base_dir
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        data = read_file(path)
+        return _FileBytes(data, path), digest_of(data), path.resolve().parent
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), digest_of(model), None
+    if isinstance(model, onnx.ModelProto):
+        return model, digest_of(model.SerializeToString()), None
+    return model, "", None
+
+
+@dataclass
+class _FileBytes:
+    """A model file read once for its digest; parsed only on a cache miss."""
+
+    data: bytes
+    path: Path
 
 
 def _defines(graph: Graph, name: str) -> bool:
@@ -211,6 +298,23 @@ def _apply_input_shapes(graph: Graph, shapes: Mapping[str, Iterable[int]] | None
     return graph.replace(inputs=inputs)
 
 
+def _plan_fits(plan: MemoryPlan, program: Program, mode: str) -> bool:
+    """A stored plan is used only if it places every tensor and scratch buffer of the program."""
+    if plan.mode != mode or len(plan.scratch) != len(program.steps):
+        return False
+    for step in program.steps:
+        if len(plan.scratch[step.index]) != len(step.kernel.scratch):
+            return False
+        for name in step.outputs:
+            if name and name not in program.known and name not in plan.place:
+                return False
+    for name, (b, off) in plan.place.items():
+        info = program.infos.get(name)
+        if info is None or b >= len(plan.buffers) or off + info.nbytes > plan.buffers[b]:
+            return False
+    return True
+
+
 class CompiledModel:
     """A graph after passes, planned for its static input shapes (or per shape on first use)."""
 
@@ -219,6 +323,7 @@ class CompiledModel:
     def __init__(
         self, core: Core, graph: Graph, *, mode: str, keep: tuple[str, ...] = (),
         pass_stats: dict[str, int] | None = None, source: Model | None = None,
+        preplanned: MemoryPlan | None = None,
     ) -> None:
         self.core = core
         self.graph = graph
@@ -235,13 +340,16 @@ class CompiledModel:
         self.static_program: Program | None = None
         self.static_plan: MemoryPlan | None = None
         self.allocate_at_create = mode == "arena"
+        self.compile_info: dict[str, Any] = {}
         static = {v.name: v.info for v in graph.inputs}
         if all(i.static and i.shape != (None,) for i in static.values()):
-            self.static_program, self.static_plan = self.plan_for(static)
+            self.static_program, self.static_plan = self.plan_for(static, preplanned)
             if self.static_plan.arena and self.memory_config.shared_arena:
                 arena = core.shared_arena
                 assert arena is not None
                 arena.reserve(self.static_plan.buffers[0])
+        if core.get_property("trim_on_release"):
+            weakref.finalize(self, release_memory, False)
         flags.debug(1, self._summary())
 
     # ------------------------------------------------------------------ ports
@@ -265,8 +373,11 @@ class CompiledModel:
     def signature(self, infos: dict[str, TensorInfo]) -> Signature:
         return signature_of(infos)
 
-    def plan_for(self, infos: dict[str, TensorInfo]) -> tuple[Program, MemoryPlan]:
-        """The program and memory plan for these static input infos (cached per signature)."""
+    def plan_for(self, infos: dict[str, TensorInfo], preplanned: MemoryPlan | None = None) -> tuple[Program, MemoryPlan]:
+        """The program and memory plan for these static input infos (cached per signature).
+
+        ``preplanned`` (from the cache) is used when it fits the lowered program.
+        """
         sig = signature_of(infos)
         with self._plans_lock:
             hit = self._plans.get(sig)
@@ -274,8 +385,11 @@ class CompiledModel:
                 self._plans.move_to_end(sig)
                 return hit
         program = lower(self.graph, infos)
-        plan = plan_memory(program, self.memory_mode, keep=self.keep,
-                           atomic_clean_policy=self.memory_config.atomic_clean_policy)
+        if preplanned is not None and _plan_fits(preplanned, program, self.memory_mode):
+            plan = preplanned
+        else:
+            plan = plan_memory(program, self.memory_mode, keep=self.keep,
+                               atomic_clean_policy=self.memory_config.atomic_clean_policy)
         with self._plans_lock:
             self._plans[sig] = (program, plan)
             while len(self._plans) > self.PLAN_CACHE:

@@ -58,3 +58,7 @@ class ConfigError(Error, ValueError):
 
 class ConcurrencyError(Error):
     """Two inferences tried to use one shared arena at the same time."""
+
+
+class CacheWarning(RuntimeWarning):
+    """The compiled-model cache could not be used; compilation went on without it."""

@@ -4,6 +4,8 @@ A leaf module: it imports nothing from the package.
 
 - ``MEMGATE_DEBUG``: 0 quiet, 1 prints pass and planner summaries, 2 per-step detail.
 - ``MEMGATE_DISABLE_PASSES``: comma-separated pass names to skip (see ``runtime.passes.PASSES``).
+- ``MEMGATE_NO_CACHE``: 1 turns the compiled-model cache off (``Core.supports("model_caching")``
+  answers False and ``cache_dir`` is ignored).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def _int_env(name: str, default: int) -> int:
 
 
 DEBUG: int = _int_env("MEMGATE_DEBUG", 0)
+NO_CACHE: bool = bool(_int_env("MEMGATE_NO_CACHE", 0))
 DISABLE_PASSES: frozenset[str] = frozenset(
     p.strip() for p in os.environ.get("MEMGATE_DISABLE_PASSES", "").split(",") if p.strip()
 )

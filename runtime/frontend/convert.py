@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -99,18 +100,27 @@ def value_info(vi: onnx.ValueInfoProto, what: str) -> TensorInfo:
     return TensorInfo(dtype, (None,))  # rank unknown: refined at plan time
 
 
-def to_graph(model: Model, *, mmap: bool = True, ignore_input_with_initializer: bool = True) -> Graph:
-    """Build the IR graph; check that every node input is defined."""
+def to_graph(
+    model: Model, *, mmap: bool = True, ignore_input_with_initializer: bool = True, pool: Executor | None = None,
+) -> Graph:
+    """Build the IR graph; check that every node input is defined.
+
+    Initializers are decoded on ``pool`` when given (compile_threads).
+    """
     proto = model.proto
     if proto is None:
         raise ModelLoadError("the model's protobuf was released; read the model again")
     g = proto.graph
     opset = default_opset(proto)
-    constants: dict[str, np.ndarray] = {}
     for t in g.initializer:
         if not t.name:
             raise GraphError("an initializer has no name")
-        constants[t.name] = tensor_to_array(t, model, mmap)
+    inits = list(g.initializer)
+    if pool is not None and len(inits) > 1:
+        arrays = list(pool.map(lambda t: tensor_to_array(t, model, mmap), inits))
+    else:
+        arrays = [tensor_to_array(t, model, mmap) for t in inits]
+    constants: dict[str, np.ndarray] = {t.name: a for t, a in zip(inits, arrays)}
     if g.sparse_initializer:
         raise ModelLoadError("sparse initializers are not supported")
 

@@ -69,22 +69,45 @@ def read_model(source: ModelSource) -> Model:
         check_proto(source, "ModelProto")
         return Model(proto=source, source="proto")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return Model(proto=_parse(source, "model bytes"), source="bytes")
+        return model_from_bytes(bytes(source))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as e:
-            raise ModelLoadError(f"{path}: no such model file") from e
-        except IsADirectoryError as e:
-            raise ModelLoadError(f"{path}: is a directory, not a model file") from e
-        except OSError as e:
-            raise ModelLoadError(f"{path}: cannot read: {e}") from e
-        proto = _parse(data, str(path))
-        digest = hashlib.sha256(data).hexdigest()
-        return Model(proto=proto, path=path.resolve(), base_dir=path.resolve().parent,
-                     source="path", _digest=digest)
+        return model_from_bytes(read_file(path), path)
     raise ModelLoadError(f"cannot read a model from {type(source).__name__}; pass a path, bytes or ModelProto")
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a model file, with typed errors."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"{path}: no such model file") from e
+    except IsADirectoryError as e:
+        raise ModelLoadError(f"{path}: is a directory, not a model file") from e
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read: {e}") from e
+
+
+def model_from_bytes(data: bytes, path: Path | None = None) -> Model:
+    """Parse model bytes; ``path`` (if the bytes came from a file) anchors external data."""
+    if path is None:
+        return Model(proto=_parse(data, "model bytes"), source="bytes", _digest=digest_of(data))
+    proto = _parse(data, str(path))
+    return Model(proto=proto, path=path.resolve(), base_dir=path.resolve().parent, source="path",
+                 _digest=digest_of(data))
+
+
+def digest_of(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_digest(model: Model) -> str:
+    """SHA-256 of the model's bytes (kept from reading, or of the serialized protobuf)."""
+    if model._digest is None:
+        if model.proto is None:
+            raise ModelLoadError("the model's protobuf was released; read the model again")
+        model._digest = digest_of(model.proto.SerializeToString())
+    return model._digest
 
 
 def external_location(base_dir: Path | None, location: str, tensor: str) -> Path:
