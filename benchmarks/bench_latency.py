@@ -1,0 +1,90 @@
+"""Steady-state single-image latency: this runtime vs onnxruntime vs onnx's ReferenceEvaluator.
+
+All three run in this one process on one thread (OPENBLAS_NUM_THREADS=1 and
+intra_op_num_threads=1 are set before anything loads), on the same feeds; the table
+gives median milliseconds and the ratios (runtime / onnxruntime, reference / runtime).
+
+    python benchmarks/bench_latency.py                       # light zoo + generated zoo
+    python benchmarks/bench_latency.py --models light:resnet50 --runs 20 --reference-runs 2
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from fresh import markdown_table  # noqa: E402
+
+LIGHT = ["light:bvlc_alexnet", "light:densenet121", "light:inception_v1", "light:inception_v2", "light:resnet50",
+         "light:shufflenet", "light:squeezenet", "light:vgg19", "light:zfnet512"]
+GENERATED = ["resnet18", "resnet50", "mobilenetv2", "u2netp", "u2net", "bert", "mlp"]
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=LIGHT + GENERATED)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--reference-runs", type=int, default=1, help="ReferenceEvaluator is slow: fewer runs")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    import runtime as rt
+    from runtime import zoo
+
+    rows = []
+    for name in args.models:
+        model = zoo.get(name)
+        feeds = zoo.sample_inputs(model, seed=0)
+        compiled = rt.Core().compile_model(model, memory_mode="arena")
+        req = compiled.create_infer_request()
+        ours = timed(lambda: req.infer(feeds), args.runs)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        peer = timed(lambda: sess.run(None, feeds), args.runs)
+        ref = None
+        if not args.no_reference:
+            evaluator = ReferenceEvaluator(model)
+            ref = timed(lambda: evaluator.run(None, feeds), args.reference_runs, warmup=0)
+        out_ours = req.infer(feeds)
+        out_peer = sess.run(None, feeds)
+        err = max(float(np.max(np.abs(out_ours[o.name] - p))) for o, p in zip(compiled.outputs, out_peer))
+        rows.append([name, f"{ours * 1e3:.1f}", f"{peer * 1e3:.1f}", f"{ours / peer:.2f}",
+                     "-" if ref is None else f"{ref * 1e3:.0f}", "-" if ref is None else f"{ref / ours:.1f}",
+                     f"{err:.1e}"])
+        print(" | ".join(rows[-1]), flush=True)
+    table = markdown_table(["model", "runtime ms", "onnxruntime ms", "runtime / ort", "reference ms",
+                            "reference / runtime", "max abs diff vs ort"], rows)
+    print(table)
+    if args.out:
+        args.out.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
