@@ -41,7 +41,7 @@ PRELUDE = textwrap.dedent(f'''
         """Deterministic feeds from the compiled model's ports (ints small: token ids, masks)."""
         import numpy as np
         rng = np.random.default_rng(seed)
-        out = {}
+        out = {{}}
         for p in compiled.inputs:
             shape = [d if isinstance(d, int) else 1 for d in p.shape]
             if p.dtype.kind == "f":

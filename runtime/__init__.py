@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 from . import ops as _ops  # noqa: F401  (registers every kernel)
-from .core import CompiledModel, Core, MemoryConfig, Port
+from .compiled import CompiledModel, Port
+from .config import MemoryConfig
+from .core import Core
 from .errors import (
     CacheWarning,
     ConcurrencyError,

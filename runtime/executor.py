@@ -120,7 +120,8 @@ class InferRequest:
         for step in prog.steps:
             ins = [None if not x else self._array(b, x, b.buffers) for x in step.inputs]
             outs = [None if not x else self._array(b, x, b.buffers) for x in step.outputs]
-            scr = [view(b.buffers[bi], off, info) for (bi, off), info in zip(plan.scratch[step.index], step.kernel.scratch)]
+            scr = [view(b.buffers[bi], off, info)  # type: ignore[arg-type]
+                   for (bi, off), info in zip(plan.scratch[step.index], step.kernel.scratch)]
             steps.append((step.kernel.run, ins, outs, scr))
         b.steps = steps
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Union  # noqa: UP035
 
 import numpy as np
 
-Dim = Union[int, str, None]  # an int, a symbolic name, or unknown
+Dim = Union[int, str, None]  # noqa: UP007  an int, a symbolic name, or unknown
 
 
 @dataclass(frozen=True)

@@ -350,7 +350,7 @@ def test_release_memory_reports_what_it_did() -> None:
 
 def test_trim_on_release_calls_release_when_the_model_dies(monkeypatch) -> None:
     calls = []
-    monkeypatch.setattr("runtime.core.release_memory", lambda collect=True: calls.append(collect))
+    monkeypatch.setattr("runtime.compiled.release_memory", lambda collect=True: calls.append(collect))
     compiled = rt.Core(trim_on_release=True).compile_model(conv_model())
     del compiled
     import gc

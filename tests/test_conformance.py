@@ -64,7 +64,9 @@ def _run_case(case) -> None:
         got = compiled.infer(feeds)
         for out_vi, expected in zip(case.model.graph.output, outputs):
             actual = got[out_vi.name]
-            expected = numpy_helper.to_array(expected) if isinstance(expected, onnx.TensorProto) else np.asarray(expected)
+            if isinstance(expected, onnx.TensorProto):
+                expected = numpy_helper.to_array(expected)
+            expected = np.asarray(expected)
             assert actual.shape == expected.shape, f"{out_vi.name}: shape {actual.shape} != {expected.shape}"
             if expected.dtype.kind in "fc":
                 np.testing.assert_allclose(actual, expected, rtol=case.rtol, atol=case.atol, equal_nan=True)

@@ -125,7 +125,8 @@ def test_passes_leave_graph_outputs_and_kept_tensors_alone() -> None:
 
 
 def test_dead_code_removes_unused_nodes_and_constants() -> None:
-    g = graph([("a", "Relu", ["x"], ["y"]), ("dead", "Add", ["x", "k"], ["z"])], constants={"k": np.ones(1, np.float32)})
+    g = graph([("a", "Relu", ["x"], ["y"]), ("dead", "Add", ["x", "k"], ["z"])],
+              constants={"k": np.ones(1, np.float32)})
     out = PASSES["dead_code"](g, ctx(g))
     assert [n.name for n in out.nodes] == ["a"] and not out.constants
     kept = PASSES["dead_code"](g, ctx(g, protected=["z"]))

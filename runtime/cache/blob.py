@@ -140,7 +140,9 @@ class BlobContents:
     meta: dict[str, Any]
 
 
-def encode(graph: Graph, plan: MemoryPlan | None, meta: dict[str, Any]) -> tuple[bytes, list[np.ndarray], list[dict[str, Any]], int]:
+def encode(
+    graph: Graph, plan: MemoryPlan | None, meta: dict[str, Any],
+) -> tuple[dict[str, Any], list[np.ndarray], list[dict[str, Any]], int]:
     """(header-without-size, arrays, table entries, data size) for ``graph``."""
     table = _TensorTable()
     constants = {name: table.add(name, arr) for name, arr in graph.constants.items()}
@@ -161,7 +163,7 @@ def encode(graph: Graph, plan: MemoryPlan | None, meta: dict[str, Any]) -> tuple
         "tensors": table.entries,
         "data_size": table.size,
     }
-    return header, table.arrays, table.entries, table.size  # type: ignore[return-value]
+    return header, table.arrays, table.entries, table.size
 
 
 def _iter_data(arrays: list[np.ndarray], entries: list[dict[str, Any]]) -> Iterator[bytes | memoryview]:
@@ -253,7 +255,9 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, data_start
 
 
-def read_blob(path: Path, header: dict[str, Any], data_start: int, *, mmap_weights: bool, verify_data: bool) -> BlobContents:
+def read_blob(
+    path: Path, header: dict[str, Any], data_start: int, *, mmap_weights: bool, verify_data: bool,
+) -> BlobContents:
     """Tensors mapped in place (``mmap_weights``) or read into anonymous memory."""
     size = header["data_size"]
     if size == 0:

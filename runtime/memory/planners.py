@@ -16,6 +16,7 @@ block of their own (the arena's head in ``"arena"``) so one fill zeroes them all
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from .liveness import Group, Liveness, aligned
 from .plan import MemoryPlan, assemble, groups_by_kind
@@ -87,7 +88,9 @@ def plan_reuse(lv: Liveness) -> MemoryPlan:
     return assemble("reuse", lv, place, buffers)
 
 
-def greedy_offsets(groups: Iterable[Group], fixed: list[tuple[int, int, int, int]], key: Callable[[Group], object]) -> tuple[dict[int, int], int]:
+def greedy_offsets(
+    groups: Iterable[Group], fixed: list[tuple[int, int, int, int]], key: Callable[[Group], Any],
+) -> tuple[dict[int, int], int]:
     """Offsets for ``groups`` by best-fit gap among time-overlapping placements, in ``key`` order.
 
     ``fixed`` holds (offset, size, first, last) placements made beforehand.

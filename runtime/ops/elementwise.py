@@ -19,6 +19,7 @@ from .common import broadcast, info, onnx_dtype, same_dtype
 from .registry import Kernel, OpContext, register
 
 InplaceFn = Callable[..., None]
+FLT_MAX = 3.4028234663852886e38
 
 # --------------------------------------------------------------------------- erf
 
@@ -284,7 +285,9 @@ def Clip_1(ctx: OpContext, x: TensorInfo, *, min: float | None = None, max: floa
 
 
 @register("Clip", 6, inplace=True)
-def Clip_6(ctx: OpContext, x: TensorInfo, *, min: float = -3.4028234663852886e38, max: float = 3.4028234663852886e38) -> Kernel:  # noqa: A002
+def Clip_6(
+    ctx: OpContext, x: TensorInfo, *, min: float = -FLT_MAX, max: float = FLT_MAX,  # noqa: A002
+) -> Kernel:
     return _act_kernel(x, "Clip", _clip, min=min, max=max)
 
 

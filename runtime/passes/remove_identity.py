@@ -53,7 +53,8 @@ def remove_identity(graph: Graph, ctx: PassContext) -> Graph:
     for node in keep_nodes:
         ins = [rename.get(x, x) for x in node.inputs]
         outs = [renamed_producers.get(x, x) for x in node.outputs]
-        new_nodes.append(node.replace(inputs=ins, outputs=outs) if (ins != node.inputs or outs != node.outputs) else node)
+        changed = ins != node.inputs or outs != node.outputs
+        new_nodes.append(node.replace(inputs=ins, outputs=outs) if changed else node)
     # Consumers of a renamed producer output read the new name.
     if renamed_producers:
         new_nodes = [n.replace(inputs=[renamed_producers.get(x, x) for x in n.inputs]) for n in new_nodes]
