@@ -268,6 +268,9 @@ class CompiledModel:
         if cur is None:
             return f"compiled {self.graph.name}: {len(self.graph.nodes)} nodes, planned at first inference"
         program, plan = cur
-        return (f"compiled {self.graph.name}: {len(program.steps)} steps, mode {plan.mode}: "
-                f"memory reduced from {sum(program.infos[t].nbytes for t in plan.place) / 2**20:.1f} MB "
-                f"to {plan.intermediate_bytes / 2**20:.1f} MB (lower bound {plan.lower_bound / 2**20:.1f} MB)")
+        naive = sum(program.infos[o].nbytes for st in program.steps for o in st.outputs
+                    if o and o not in program.aliases and o not in program.known)
+        naive += sum(s.nbytes for st in program.steps for s in st.kernel.scratch)
+        return (f"compiled {self.graph.name}: {len(program.steps)} steps, mode {plan.mode}: memory reduced from "
+                f"{naive / 2**20:.1f} MB to {plan.intermediate_bytes / 2**20:.1f} MB "
+                f"(lower bound {plan.lower_bound / 2**20:.1f} MB)")
