@@ -39,7 +39,7 @@ def tensor_to_array(t: TensorProto, model: Model, mmap: bool) -> np.ndarray:
         raise ModelLoadError(f"{where}: cannot decode initializer data ({e}); missing or truncated data?") from e
     if arr.dtype.kind in "OSU":
         raise ModelLoadError(f"{where}: string tensors are not supported")
-    return np.ascontiguousarray(arr)
+    return np.require(arr, requirements="C")  # ascontiguousarray would turn scalars into shape (1,)
 
 
 def attribute_value(a: AttributeProto, model: Model, node: str, op: str, opset: int) -> Any:

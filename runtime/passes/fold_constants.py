@@ -74,7 +74,7 @@ def fold_constants(graph: Graph, ctx: PassContext) -> Graph:
             folded.add(node.name)
             for name, value in zip(node.outputs, values):
                 if name:
-                    constants[name] = np.ascontiguousarray(value)
+                    constants[name] = np.require(value, requirements="C")  # keeps 0-d scalars 0-d
         ctx.count("folded_nodes", len(wave))
     if not folded:
         return graph
