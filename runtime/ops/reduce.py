@@ -44,10 +44,14 @@ def _sum(a: np.ndarray, axes: Axes, o: np.ndarray) -> None:
 
 
 def _mean(a: np.ndarray, axes: Axes, o: np.ndarray) -> None:
-    if o.dtype.kind == "f":
-        np.mean(a, axis=axes, out=o, keepdims=True)
-    else:  # integer means truncate, as onnxruntime does
-        _into(o, np.mean(a, axis=axes, keepdims=True))
+    # Sum then divide: np.mean warns on empty sets, where ONNX simply gives NaN.
+    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+    if o.dtype in (np.float32, np.float64):
+        np.sum(a, axis=axes, dtype=o.dtype, out=o, keepdims=True)
+        np.divide(o, o.dtype.type(n), out=o)
+    else:  # float16 accumulates in float32; integer means truncate, as onnxruntime does
+        acc = np.float32 if o.dtype.kind == "f" else np.float64
+        _into(o, np.sum(a, axis=axes, dtype=acc, keepdims=True) / acc(n))
 
 
 def _max(a: np.ndarray, axes: Axes, o: np.ndarray) -> None:

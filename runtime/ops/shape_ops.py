@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import KernelError, ShapeError
 from ..ir import TensorInfo
 from .common import const, info, ints, norm_axes
 from .registry import Kernel, OpContext, register
@@ -159,18 +159,40 @@ def Dropout_10(ctx: OpContext, x: TensorInfo, *, ratio: float = 0.5) -> Kernel:
     return _dropout(ctx, x, np.bool_)
 
 
+def _first(a: Any) -> Any:
+    return np.asarray(a).reshape(-1)[0]
+
+
 @register("Dropout", 12)
 def Dropout(
     ctx: OpContext, x: TensorInfo, ratio: TensorInfo | None = None, training_mode: TensorInfo | None = None,
     *, seed: int | None = None,
 ) -> Kernel:
-    if training_mode is not None:
-        training = bool(np.asarray(const(training_mode, "training_mode")).reshape(-1)[0])
-        # Training with ratio 0 drops nothing, so it is still deterministic.
-        p = 0.5 if ratio is None else float(np.asarray(const(ratio, "ratio")).reshape(-1)[0])
-        if training and p != 0:
-            raise ShapeError("training-mode Dropout (random masks) is not supported; this runtime infers only")
-    return _dropout(ctx, x, np.bool_)
+    if training_mode is None:
+        return _dropout(ctx, x, np.bool_)
+    # Training with ratio 0 drops nothing, so it is still deterministic and allowed.
+    refusal = "training-mode Dropout (random masks) is not supported; this runtime infers only"
+    if training_mode.value is not None and (ratio is None or ratio.value is not None):
+        p = 0.5 if ratio is None else float(_first(ratio.value))
+        if bool(_first(training_mode.value)) and p != 0:
+            raise ShapeError(refusal)
+        return _dropout(ctx, x, np.bool_)
+    # Mode fed at run time (graphs exported for training and inference): copy, and check per run.
+    where = f"node '{ctx.node.name}' (Dropout)"
+    has_ratio = ratio is not None
+    outs = [info(x.dtype, x.shape)]
+    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
+        outs.append(info(np.bool_, x.shape))
+
+    def run(ins: Any, outs: Any, scratch: Any) -> None:
+        p = float(_first(ins[1])) if has_ratio else 0.5
+        if bool(_first(ins[2])) and p != 0:
+            raise KernelError(f"{where}: {refusal}")
+        np.copyto(outs[0], ins[0])
+        if len(outs) > 1 and outs[1] is not None:
+            outs[1].fill(True)
+
+    return Kernel(outs, run, inplace=[(0, 0)])
 
 
 # ------------------------------------------------------------ plan-time values
