@@ -219,6 +219,7 @@ def _sum_pool(x: TensorInfo, kind: str, count_include_pad: int = 0, p: float = 2
             if p != 1:
                 np.power(o, t(1.0 / p), out=o)
         else:
+            assert divisor is not None
             np.divide(o, divisor, out=o)
 
     return Kernel([info(x.dtype, g.out_shape)], run, scratch=scratch)

@@ -89,7 +89,8 @@ def test_memset_output_is_fresh_on_every_inference(policy: int, mode: str) -> No
 
 def test_fused_relu() -> None:
     x, w = _rand(1, 2, 4, 4), _rand(2, 3, 3, 3)
-    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2]), helper.make_node("Relu", ["t"], ["y"])]
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2]),
+             helper.make_node("Relu", ["t"], ["y"])]
     graph = helper.make_graph(
         nodes, "ctr", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [numpy_helper.from_array(w, "w")])

@@ -52,7 +52,8 @@ def test_constant_value_fed_at_run_time() -> None:
     node = helper.make_node("Pad", ["x", "pads", "v"], ["y"])
     graph = helper.make_graph(
         [node], "pad_v",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape), helper.make_tensor_value_info("v", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, [])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

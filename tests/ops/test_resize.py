@@ -43,7 +43,8 @@ def run_frozen_case(name: str) -> None:
             model.graph.initializer.append(numpy_helper.from_array(arr, vi.name))
         del model.graph.input[1:]
         for mode in rt.MEMORY_MODES:
-            got = rt.Core(compile_threads=1).compile_model(model, memory_mode=mode).infer({graph_inputs[0].name: arrays[0]})
+            compiled = rt.Core(compile_threads=1).compile_model(model, memory_mode=mode)
+            got = compiled.infer({graph_inputs[0].name: arrays[0]})
             for vi, expected in zip(model.graph.output, outputs):
                 expected = numpy_helper.to_array(expected) if isinstance(expected, onnx.TensorProto) else expected
                 actual = got[vi.name]
@@ -51,7 +52,10 @@ def run_frozen_case(name: str) -> None:
                 np.testing.assert_allclose(actual, expected, rtol=case.rtol, atol=case.atol, err_msg=mode)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in ONNX_CASES if n.startswith("test_resize_") or n == "test_upsample_nearest"))
+FROZEN = sorted(n for n in ONNX_CASES if n.startswith("test_resize_") or n == "test_upsample_nearest")
+
+
+@pytest.mark.parametrize("name", FROZEN)
 def test_onnx_cases_with_frozen_scales(name: str) -> None:
     run_frozen_case(name)
 
