@@ -96,7 +96,7 @@ def lower(graph: Graph, input_infos: dict[str, TensorInfo]) -> Program:
             ins.append(infos[x])
         kernel = prepare(node, ins, graph.opset, make_activation(node.activation))
         if all(i is None or i.value is not None for i in ins):
-            values = evaluate(kernel, [None if i is None else i.value for i in ins])
+            values = evaluate(kernel, [None if i is None else i.value for i in ins], node)
             for name, v in zip(node.outputs, values):
                 if name:
                     known[name] = v

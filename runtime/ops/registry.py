@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Error, GraphError, ShapeError, UnsupportedOperatorError
+from ..errors import Error, GraphError, KernelError, ShapeError, UnsupportedOperatorError
 from ..ir import Node, TensorInfo, describe
 
 RunFn = Callable[[Sequence[Any], Sequence[np.ndarray], Sequence[np.ndarray]], None]
@@ -179,8 +179,22 @@ def prepare(
     return kernel
 
 
-def evaluate(kernel: Kernel, values: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-    """Run a prepared kernel now, allocating its outputs (constant folding, plan-time values)."""
+def evaluate(kernel: Kernel, values: Sequence[np.ndarray | None], node: Node | None = None) -> list[np.ndarray]:
+    """Run a prepared kernel now, allocating its outputs (constant folding, plan-time values).
+
+    A failure that is not already a runtime ``Error`` becomes a KernelError naming ``node``,
+    as the executor does at run time.
+    """
+    try:
+        return _evaluate(kernel, values)
+    except Error:
+        raise
+    except Exception as e:
+        where = f"node '{node.name}' ({node.op_type})" if node is not None else "a kernel"
+        raise KernelError(f"{where} failed at plan time: {type(e).__name__}: {e}") from e
+
+
+def _evaluate(kernel: Kernel, values: Sequence[np.ndarray | None]) -> list[np.ndarray]:
     outs: list[np.ndarray] = []
     for i, info in enumerate(kernel.outputs):
         if info.value is not None:

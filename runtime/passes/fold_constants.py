@@ -31,8 +31,8 @@ def _input_infos(node: Node, infos: dict[str, TensorInfo]) -> list[TensorInfo | 
 
 
 def _run(job: tuple[Node, Kernel, list[np.ndarray | None]]) -> list[np.ndarray]:
-    _, kernel, values = job
-    return evaluate(kernel, values)
+    node, kernel, values = job
+    return evaluate(kernel, values, node)
 
 
 def fold_constants(graph: Graph, ctx: PassContext) -> Graph:
