@@ -46,6 +46,13 @@ def test_gather_out_of_range_is_a_kernel_error() -> None:
         compiled.infer({"x": x, "i": np.array([0, 3], np.int64)})
 
 
+@pytest.mark.parametrize("passes_off", [(), ("fold_constants",)])
+def test_gather_out_of_range_on_constants_fails_at_plan_time(passes_off: tuple) -> None:
+    model = node_model("Gather", {}, initializers={"x": _rand(3), "i": np.array([5], np.int64)})
+    with pytest.raises(rt.KernelError, match="Gather.*plan time.*out of range"):
+        rt.Core().compile_model(model, disable_passes=passes_off)
+
+
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_gather_elements(axis: int) -> None:
     x = _rand(4, 5)
