@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import KernelError, ShapeError
 from ..ir import TensorInfo
-from .common import const, info, ints, norm_axes
+from .common import info, ints, norm_axes
 from .registry import Kernel, OpContext, register
 
 

@@ -161,7 +161,9 @@ def test_dropout_training_mode_fed_at_run_time() -> None:
 # --------------------------------------------------------- plan-time values
 
 
-@pytest.mark.parametrize("kw", [{}, {"start": 1}, {"end": -1}, {"start": -2, "end": 3}, {"start": 5}, {"start": 2, "end": 1}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"start": 1}, {"end": -1}, {"start": -2, "end": 3}, {"start": 5}, {"start": 2, "end": 1}]
+)
 def test_shape_start_end(kw: dict) -> None:
     x = _rand(2, 3, 4, 5)
     model = node_model("Shape", {"x": x}, opset=15, **kw)

@@ -267,7 +267,6 @@ def _frozen_candidates() -> list:
     """Cases of these kernels (with elementwise helpers) that have small integer inputs: the
     planner refuses those as data-dependent, so they run here with the inputs frozen."""
     from runtime.ops.common import onnx_dtype
-
     from tests.test_conformance import CASES  # collected once per session
 
     def plain(vi: onnx.ValueInfoProto) -> bool:
