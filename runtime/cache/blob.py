@@ -67,7 +67,7 @@ class _TensorTable:
         self.size = 0
 
     def add(self, name: str, array: np.ndarray) -> int:
-        arr = np.ascontiguousarray(array)
+        arr = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
         if arr.dtype.kind not in "biuf" or arr.dtype.byteorder == ">":
             raise BlobError(f"tensor '{name}' of dtype {arr.dtype} cannot go into a blob")
         self.size += _pad(self.size)
