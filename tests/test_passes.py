@@ -115,7 +115,7 @@ def test_fold_batchnorm_and_fuse_activation_give_one_conv() -> None:
 
 def test_passes_leave_graph_outputs_and_kept_tensors_alone() -> None:
     assert _ops(_conv_bn_model(keep_bn_input=True)) == ["Conv", "BatchNormalization", "Relu"]
-    assert _ops(_conv_bn_model(), keep=["bn"]) == ["Conv"]  # BN folds into conv; Relu stays to keep 'bn'
+    assert _ops(_conv_bn_model(), keep=["bn"]) == ["Conv", "Relu"]  # BN folds; Relu stays so "bn" exists
 
 
 def test_dead_code_removes_unused_nodes_and_constants() -> None:
