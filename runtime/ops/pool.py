@@ -1,7 +1,8 @@
 """Pooling: MaxPool, AveragePool, LpPool and their Global forms.
 
-A windowed pool is a loop over the kernel taps (kh*kw), each tap one strided view
-of the (padded) input reduced into the output with a ufunc ``out=``. Padding goes
+A box window is separable: max and sum reduce one spatial axis at a time, each pass a
+loop over that axis's taps (kh, then kw) of strided views reduced with a ufunc ``out=``
+(MaxPool with Indices loops over all kh*kw taps to track the argmax). Padding goes
 into a planned scratch copy, its border filled with the reduction's identity (-inf or
 the integer minimum for Max, 0 for sums); ceil_mode windows that run past the padded
 input get that many extra identity cells. AveragePool divides by a per-position
@@ -86,6 +87,40 @@ def _source(g: _Geometry, fill: Any) -> Callable[[np.ndarray, Sequence[np.ndarra
     return source
 
 
+def _separable(g: _Geometry, dtype: np.dtype, ufunc: np.ufunc, first: int) -> tuple[
+        list[TensorInfo], Callable[[np.ndarray, np.ndarray, Sequence[np.ndarray]], None]]:
+    """A box reduction (max or sum) as one pass per spatial axis, outermost axis first.
+
+    Reducing axis by axis costs sum(k_i) strided ufunc calls instead of prod(k_i); the
+    first passes move whole contiguous rows, and the strided innermost axis comes last,
+    on the smallest data. Intermediates live in scratch from index ``first`` on.
+    """
+    n = len(g.k)
+    order = list(range(n))
+    shape = list(g.pshape)
+    shapes = []
+    for axis in order:
+        shape[2 + axis] = g.out[axis]
+        shapes.append(tuple(shape))
+    scratch = [info(dtype, sh) for sh in shapes[:-1]]
+
+    def reduce(src: np.ndarray, o: np.ndarray, scr: Sequence[np.ndarray]) -> None:
+        cur = src
+        for stage, axis in enumerate(order):
+            dst = o if stage == n - 1 else scr[first + stage]
+            s, d, m = g.st[axis], g.dl[axis], g.out[axis]
+            lead = (slice(None),) * (2 + axis)
+            for j in range(g.k[axis]):
+                view = cur[lead + (slice(j * d, j * d + s * (m - 1) + 1, s),)]
+                if j == 0:
+                    np.copyto(dst, view)
+                else:
+                    ufunc(dst, view, out=dst)
+            cur = dst
+
+    return scratch, reduce
+
+
 # ------------------------------------------------------------------------ MaxPool
 
 
@@ -99,14 +134,12 @@ def _max_pool(x: TensorInfo, want_indices: bool, storage_order: int, **geo: Any)
     sel = (slice(None), slice(None))
 
     if not want_indices:
-        def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
-            o = outs[0]
-            view = window_view(source(ins[0], scr), g.k, g.st, g.dl, g.out)
-            np.copyto(o, view[sel + taps[0]])
-            for tap in taps[1:]:
-                np.maximum(o, view[sel + tap], out=o)
+        extra, reduce = _separable(g, x.dtype, np.maximum, len(scratch))
 
-        return Kernel([info(x.dtype, g.out_shape)], run, scratch=scratch)
+        def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
+            reduce(source(ins[0], scr), outs[0], scr)
+
+        return Kernel([info(x.dtype, g.out_shape)], run, scratch=scratch + extra)
 
     # Indices: flat position in the input tensor (N, C included); storage_order=1 numbers
     # the spatial axes column-major. Precomputed per tap, with a validity mask for taps
@@ -188,13 +221,12 @@ def _sum_pool(x: TensorInfo, kind: str, count_include_pad: int = 0, p: float = 2
         raise ShapeError(f"{kind} needs a floating-point input, got {x.dtype}")
     g = _Geometry(x, **geo)
     source = _source(g, 0)
-    taps = g.taps()
-    sel = (slice(None), slice(None))
     lp = kind == "LpPool"
     if lp and p <= 0:
         raise ShapeError(f"p must be positive, got {p}")
     # LpPool raises |x| to p in a scratch copy, padded or not.
     scratch = [info(x.dtype, g.pshape)] if (g.padded or lp) else []
+    extra, reduce = _separable(g, x.dtype, np.add, len(scratch))
     divisor = None if lp else g.counts(bool(count_include_pad)).astype(x.dtype)
     t = x.dtype.type
 
@@ -211,10 +243,7 @@ def _sum_pool(x: TensorInfo, kind: str, count_include_pad: int = 0, p: float = 2
                 np.power(src, t(p), out=src)
         else:
             src = source(ins[0], scr)
-        view = window_view(src, g.k, g.st, g.dl, g.out)
-        np.copyto(o, view[sel + taps[0]])
-        for tap in taps[1:]:
-            np.add(o, view[sel + tap], out=o)
+        reduce(src, o, scr)
         if lp:
             if p != 1:
                 np.power(o, t(1.0 / p), out=o)
@@ -222,7 +251,7 @@ def _sum_pool(x: TensorInfo, kind: str, count_include_pad: int = 0, p: float = 2
             assert divisor is not None
             np.divide(o, divisor, out=o)
 
-    return Kernel([info(x.dtype, g.out_shape)], run, scratch=scratch)
+    return Kernel([info(x.dtype, g.out_shape)], run, scratch=scratch + extra)
 
 
 @register("AveragePool", 1)
