@@ -52,13 +52,13 @@ def _batchnorm(
             f"outputs {extra} exist only in training mode, which is not supported (export in eval mode)",
         )
     c = int(x.shape[1])
-    rank = len(x.shape)
     full = tuple(int(d) for d in x.shape[1:])
-    channel_view = (c,) + (1,) * (rank - 2)
+    # Work on (N, C, rest) so each channel's scale/shift covers one long contiguous row.
+    x_view = (int(x.shape[0]), c, int(np.prod(full[1:])))
     if spatial == 0 and all(tuple(p.shape) == full for p in params):
-        view = full  # legacy spatial=0: one statistic per (channel, position)
+        view = (c, x_view[2])  # legacy spatial=0: one statistic per (channel, position)
     elif all(tuple(p.shape) == (c,) for p in params):
-        view = channel_view
+        view = (c, 1)
     else:
         raise ShapeError(
             f"scale/bias/mean/var shapes {[list(p.shape) for p in params]} should be [{c}] for input {list(x.shape)}"
@@ -69,8 +69,8 @@ def _batchnorm(
         scale, bias, mean, var = (np.asarray(p, np.float64) for p in ins[1:5])
         a = scale / np.sqrt(var + epsilon)
         b = bias - mean * a
-        o = outs[0]
-        np.multiply(ins[0], a.astype(dtype).reshape(view), out=o)
+        o = outs[0].reshape(x_view)
+        np.multiply(ins[0].reshape(x_view), a.astype(dtype).reshape(view), out=o)
         o += b.astype(dtype).reshape(view)
 
     return Kernel([info(dtype, x.shape)], run, inplace=[(0, 0)])
