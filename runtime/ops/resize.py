@@ -25,7 +25,7 @@ from .registry import Kernel, OpContext, register
 
 COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
                "tf_crop_and_resize")
-NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
 @dataclass
@@ -199,8 +199,8 @@ def _resize(
 ) -> Kernel:
     if mode not in ("nearest", "linear", "cubic"):
         raise ShapeError(f"unknown mode {mode!r}; expected nearest, linear or cubic")
-    if nearest not in NEAREST_MODES:
-        raise ShapeError(f"unknown nearest_mode {nearest!r}")
+    if nearest not in NEAREST_MODES and nearest != "simple":  # "simple": Resize-10's internal rule
+        raise ShapeError(f"unknown nearest_mode {nearest!r}; expected one of {list(NEAREST_MODES)}")
     if coord not in COORD_MODES:
         raise ShapeError(f"unknown coordinate_transformation_mode {coord!r}; expected one of {list(COORD_MODES)}")
     if antialias and mode == "nearest":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import runtime as rt
 
@@ -128,3 +130,28 @@ def test_lrn(size: int) -> None:
 def test_lrn_defaults() -> None:
     x = _rand(1, 3, 5, 5)
     assert_matches(node_model("LRN", {"x": x}, size=3), {"x": x})
+
+
+def _after_neg(op: str, x: np.ndarray, inits: dict[str, np.ndarray], opset: int = 17,
+               **attrs: object) -> onnx.ModelProto:
+    nodes = [helper.make_node("Neg", ["x"], ["t"]), helper.make_node(op, ["t", *inits], ["y"], **attrs)]
+    graph = helper.make_graph(nodes, "inplace", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("op", ["BatchNormalization", "InstanceNormalization", "LayerNormalization"])
+def test_in_place_over_a_dying_input(op: str) -> None:
+    """After Neg, the input dies at the op: reuse/arena run it in place over Neg's buffer."""
+    x = _rand(2, 4, 3, 5)
+    inits = {"BatchNormalization": _bn_params(4), "InstanceNormalization": {"s": _rand(4), "b": _rand(4)},
+             "LayerNormalization": {"s": _rand(5), "b": _rand(5)}}[op]
+    model = _after_neg(op, x, inits)
+    assert_matches(model, {"x": x})
+    compiled = rt.Core(compile_threads=1).compile_model(model, memory_mode="reuse")
+    compiled.infer({"x": x})
+    plan = compiled.current_plan()
+    assert plan is not None and plan[1].inplace_pairs == 1

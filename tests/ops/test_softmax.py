@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 
 import runtime as rt
 
@@ -62,3 +63,20 @@ def test_axis_out_of_range_is_a_shape_error() -> None:
     x = _rand(2, 3)
     with pytest.raises(rt.ShapeError, match="axis"):
         rt.Core(compile_threads=1).compile_model(node_model("Softmax", {"x": x}, opset=13, axis=2))
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("opset", [11, 13])
+def test_in_place_over_a_dying_input(op: str, opset: int) -> None:
+    """After Neg, the input dies at the op: reuse/arena run it in place over Neg's buffer."""
+    x = _rand(2, 3, 8)
+    nodes = [helper.make_node("Neg", ["x"], ["t"]), helper.make_node(op, ["t"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "inplace", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    assert_matches(model, {"x": x})
+    compiled = rt.Core(compile_threads=1).compile_model(model, memory_mode="arena")
+    compiled.infer({"x": x})
+    plan = compiled.current_plan()
+    assert plan is not None and plan[1].inplace_pairs == 1
