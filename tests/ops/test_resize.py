@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 import runtime as rt
 
@@ -153,3 +153,24 @@ def test_unknown_mode_is_a_shape_error() -> None:
     x = _rand(1, 1, 2, 2)
     with pytest.raises(rt.ShapeError, match="mode"):
         rt.Core(compile_threads=1).compile_model(_resize(x, scales=[1, 1, 2, 2], mode="bicubic"))
+
+
+def test_sizes_computed_from_a_shape() -> None:
+    """PyTorch's interpolate(size=other.shape[2:]) export: Shape -> Slice -> Concat folds at plan time."""
+    x, ref = _rand(1, 3, 5, 7), _rand(1, 3, 9, 11)
+    nodes = [
+        helper.make_node("Shape", ["ref"], ["s"]),
+        helper.make_node("Slice", ["s", "start", "end"], ["hw"]),
+        helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear",
+                         coordinate_transformation_mode="pytorch_half_pixel"),
+    ]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in
+             (("start", [2]), ("end", [4]), ("nc", [1, 3]))]
+    graph = helper.make_graph(
+        nodes, "resize_like", [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in
+                               (("x", x), ("ref", ref))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    assert_matches(model, {"x": x, "ref": ref})
