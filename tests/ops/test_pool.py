@@ -117,3 +117,26 @@ def test_kernel_rank_mismatch_is_a_shape_error() -> None:
     x = _rand(1, 1, 4, 4)
     with pytest.raises(rt.ShapeError, match="kernel_shape"):
         rt.Core(compile_threads=1).compile_model(node_model("AveragePool", {"x": x}, kernel_shape=[2]))
+
+
+@pytest.mark.parametrize("op,opset,attrs", [
+    ("MaxPool", 1, {"kernel_shape": [2, 2], "pads": [1, 1, 0, 0]}),
+    ("AveragePool", 1, {"kernel_shape": [3, 3], "strides": [2, 2]}),
+    ("AveragePool", 7, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ("AveragePool", 10, {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    ("LpPool", 2, {"kernel_shape": [2, 2], "p": 3}),
+    ("LpPool", 11, {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("GlobalLpPool", 2, {"p": 1}),
+])
+def test_older_opsets(op: str, opset: int, attrs: dict) -> None:
+    x = _rand(1, 3, 6, 7)
+    # onnxruntime has no AveragePool-1 kernel; onnx's reference evaluator does.
+    oracle = "reference" if (op, opset) == ("AveragePool", 1) else "ort"
+    assert_matches(node_model(op, {"x": x}, opset=opset, **attrs), {"x": x}, oracle=oracle)
+
+
+def test_opset_gates_attributes() -> None:
+    x = _rand(1, 1, 4, 4)
+    model = node_model("MaxPool", {"x": x}, opset=7, kernel_shape=[2, 2], ceil_mode=1)  # ceil_mode is from opset 10
+    with pytest.raises(rt.UnsupportedOperatorError, match="ceil_mode"):
+        rt.Core(compile_threads=1).compile_model(model)
