@@ -13,7 +13,7 @@ import numpy as np
 
 from . import flags
 from .arena import Arena
-from .errors import InputError
+from .errors import DataDependentShapeError, InputError
 from .executor import InferRequest
 from .frontend import Model
 from .ir import Dim, Graph, TensorInfo, describe, shape_str
@@ -58,6 +58,7 @@ class CompiledModel:
     """A graph after passes, planned for its static input shapes (or per shape on first use)."""
 
     PLAN_CACHE = 8
+    MAX_VALUE_INPUT = 4096  # elements: larger integer inputs are data, never shapes
 
     def __init__(
         self, core: Core, graph: Graph, *, mode: str, keep: tuple[str, ...] = (),
@@ -80,9 +81,15 @@ class CompiledModel:
         self.static_plan: MemoryPlan | None = None
         self.allocate_at_create = mode == "arena"
         self.compile_info: dict[str, Any] = {}
+        # Small integer inputs that define shapes (Reshape's shape fed at run time...): planned per value.
+        self.value_inputs: frozenset[str] = frozenset()
         static = {v.name: v.info for v in graph.inputs}
         if all(i.static and i.shape != (None,) for i in static.values()):
-            self.static_program, self.static_plan = self.plan_for(static, preplanned)
+            try:
+                self.static_program, self.static_plan = self.plan_for(static, preplanned)
+            except DataDependentShapeError as e:
+                self.value_inputs = self._shape_inputs(e, static)  # planned at the first inference
+        if self.static_plan is not None:
             if self.static_plan.arena and self.memory_config.shared_arena:
                 arena = core.shared_arena
                 assert arena is not None
@@ -136,6 +143,46 @@ class CompiledModel:
             while len(self._plans) > self.PLAN_CACHE:
                 self._plans.popitem(last=False)
         return program, plan
+
+    def plan_for_feeds(
+        self, arrays: dict[str, np.ndarray], infos: dict[str, TensorInfo],
+    ) -> tuple[Program, MemoryPlan]:
+        """Like ``plan_for``; when a shape turns out to be fed as an input, plan per its value."""
+        while True:
+            try:
+                return self.plan_for(infos)
+            except DataDependentShapeError as e:
+                new = self._shape_inputs(e, infos) - self.value_inputs
+                if not new:
+                    raise
+                self.value_inputs = self.value_inputs | new
+                infos = {k: self._info(k, arrays[k]) for k in infos}
+
+    def _shape_inputs(self, error: DataDependentShapeError, infos: dict[str, TensorInfo]) -> frozenset[str]:
+        """Small graph inputs upstream of the tensor whose value a kernel needed; none: re-raise."""
+        producers = self.graph.producers()
+        node = next((n for n in self.graph.nodes if n.name == error.node), None)
+        found: set[str] = set()
+        todo = [error.tensor] if error.tensor else list(node.inputs) if node is not None else []
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop()
+            if not name or name in seen:
+                continue
+            seen.add(name)
+            if name in infos:
+                info = infos[name]
+                if info.dtype.kind in "iubf" and info.static and info.size <= self.MAX_VALUE_INPUT:
+                    found.add(name)
+            elif name in producers:
+                todo.extend(producers[name].inputs)
+        if not found:
+            raise error
+        return frozenset(found)
+
+    def _info(self, name: str, arr: np.ndarray) -> TensorInfo:
+        value = arr.copy() if name in self.value_inputs else None
+        return TensorInfo(arr.dtype, tuple(int(d) for d in arr.shape), value)
 
     def arena_for(self, request: InferRequest, plan: MemoryPlan) -> Arena | None:
         """The arena a request's plan runs in, reserved large enough; None for private buffers."""
@@ -197,7 +244,7 @@ class CompiledModel:
                                 f"input '{v.name}' axis {axis} is {s} but dim '{d}' is {seen[0]} in input '{seen[1]}'"
                             )
             arrays[v.name] = arr
-            infos[v.name] = TensorInfo(arr.dtype, tuple(int(d) for d in arr.shape))
+            infos[v.name] = self._info(v.name, arr)
         return arrays, infos
 
     # -------------------------------------------------------------- inference

@@ -33,6 +33,14 @@ class ShapeError(Error):
     """Shapes or dtypes do not fit an operator, or cannot be inferred."""
 
 
+class DataDependentShapeError(ShapeError):
+    """An output shape needs a value that is only known at run time (a shape fed as an input)."""
+
+    node: str = ""
+    tensor: str = ""  # the input whose value was needed, when known
+    info: object = None
+
+
 class InputError(Error):
     """A feed is missing, unknown, or has the wrong dtype or shape."""
 

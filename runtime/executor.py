@@ -142,7 +142,7 @@ class InferRequest:
         arrays, infos = compiled.check_feeds(feeds)
         b = self._bound
         if b is None or b.program.signature != compiled.signature(infos):
-            program, plan = compiled.plan_for(infos)
+            program, plan = compiled.plan_for_feeds(arrays, infos)
             b = self._bind(program, plan)
         for name, arr in arrays.items():
             np.copyto(b.inputs[name], arr)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ShapeError
+from .errors import DataDependentShapeError, InputError, ShapeError
 from .ir import Graph, TensorInfo, shape_str
 from .ops.elementwise import make_activation
 from .ops.registry import Kernel, evaluate, prepare
 
-Signature = tuple[tuple[str, str, tuple[int, ...]], ...]
+Signature = tuple[tuple[str, str, tuple[int, ...], "bytes | None"], ...]
 
 
 @dataclass
@@ -68,7 +68,9 @@ class Program:
 
 
 def signature_of(infos: dict[str, TensorInfo]) -> Signature:
-    return tuple((k, v.dtype.str, tuple(int(d) for d in v.shape)) for k, v in sorted(infos.items()))
+    """Dtypes and shapes of the inputs, and the values of inputs planned per value."""
+    return tuple((k, v.dtype.str, tuple(int(d) for d in v.shape), None if v.value is None else v.value.tobytes())
+                 for k, v in sorted(infos.items()))
 
 
 def lower(graph: Graph, input_infos: dict[str, TensorInfo]) -> Program:
@@ -81,7 +83,10 @@ def lower(graph: Graph, input_infos: dict[str, TensorInfo]) -> Program:
     for v in graph.inputs:
         if v.name not in input_infos:
             raise InputError(f"no shape for input '{v.name}'")
-        infos[v.name] = input_infos[v.name].without_value()
+        info = input_infos[v.name]
+        infos[v.name] = info  # a value here is a shape-defining input planned per value
+        if info.value is not None:
+            known[v.name] = info.value
     aliases: dict[str, str] = {}
     steps: list[Step] = []
     folded = 0
@@ -94,7 +99,12 @@ def lower(graph: Graph, input_infos: dict[str, TensorInfo]) -> Program:
             if x not in infos:
                 raise ShapeError(f"node '{node.name}' reads '{x}' before it is defined")
             ins.append(infos[x])
-        kernel = prepare(node, ins, graph.opset, make_activation(node.activation))
+        try:
+            kernel = prepare(node, ins, graph.opset, make_activation(node.activation))
+        except DataDependentShapeError as e:
+            e.node = node.name
+            e.tensor = next((x for x, i in zip(node.inputs, ins) if i is not None and i is e.info), "")
+            raise
         if all(i is None or i.value is not None for i in ins):
             values = evaluate(kernel, [None if i is None else i.value for i in ins], node)
             for name, v in zip(node.outputs, values):

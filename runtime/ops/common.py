@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper
 
-from ..errors import ShapeError
+from ..errors import DataDependentShapeError, ShapeError
 from ..ir import TensorInfo
 
 
@@ -17,10 +17,11 @@ def const(info: TensorInfo | None, what: str) -> np.ndarray:
     if info is None:
         raise ShapeError(f"input '{what}' is required")
     if info.value is None:
-        raise ShapeError(
-            f"input '{what}' must be a constant or computable from input shapes "
-            "(data-dependent shapes are not supported)"
+        err = DataDependentShapeError(
+            f"input '{what}' must be a constant, computable from input shapes, or a small graph input"
         )
+        err.info = info
+        raise err
     return info.value
 
 

@@ -169,7 +169,9 @@ def prepare(
     except Error as e:
         if where in str(e) or type(e).__init__ is not Exception.__init__:
             raise
-        raise type(e)(f"{where}: {e}") from e
+        wrapped = type(e)(f"{where}: {e}")
+        wrapped.__dict__.update(e.__dict__)  # keep details such as DataDependentShapeError.info
+        raise wrapped from e
     except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
         raise ShapeError(f"{where}: {e}") from e
     if len(kernel.outputs) < len([o for o in node.outputs if o]):

@@ -81,11 +81,15 @@ def test_reduce_log_sum_exp_is_stable_for_large_inputs() -> None:
     np.testing.assert_allclose(y, [1000 + np.log(2), -1000], rtol=1e-6)
 
 
-def test_reduce_axes_from_graph_input_is_refused_as_data_dependent() -> None:
+def test_reduce_axes_from_graph_input_are_planned_per_value() -> None:
     x = _positive(2, 3)
     model = node_model("ReduceSum", {"x": x, "axes": np.array([1], np.int64)}, opset=13)
-    with pytest.raises(rt.ShapeError, match="data-dependent"):
-        rt.Core().compile_model(model)
+    compiled = rt.Core().compile_model(model)
+    assert compiled.static_program is None  # the axes decide the output shape: planned per value
+    for axis in (1, 0, 1):
+        out = compiled.infer({"x": x, "axes": np.array([axis], np.int64)})["y"]
+        np.testing.assert_allclose(out, x.sum(axis=axis, keepdims=True), rtol=1e-6)
+    assert compiled.value_inputs == {"axes"}
 
 
 # ----------------------------------------------------------------------- Einsum

@@ -70,11 +70,14 @@ def test_reshape_bad_target_is_a_shape_error(shape: tuple) -> None:
         rt.Core().compile_model(model)
 
 
-def test_reshape_shape_from_graph_input_is_refused_as_data_dependent() -> None:
+def test_reshape_shape_from_graph_input_is_planned_per_value() -> None:
     x = _rand(2, 3)
     model = node_model("Reshape", {"x": x, "shape": _i64(3, 2)}, opset=14)
-    with pytest.raises(rt.ShapeError, match="data-dependent"):
-        rt.Core().compile_model(model)
+    compiled = rt.Core().compile_model(model, memory_mode="arena")
+    for shape in ((3, 2), (6, 1), (3, 2)):
+        out = compiled.infer({"x": x, "shape": _i64(*shape)})["y"]
+        np.testing.assert_array_equal(out, x.reshape(shape))
+    assert compiled.value_inputs == {"shape"} and "x" not in compiled.value_inputs
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, 3, -1, -3])
