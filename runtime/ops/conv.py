@@ -21,6 +21,8 @@ from ..ir import TensorInfo
 from .common import auto_pads, conv_out_dim, info
 from .registry import Kernel, OpContext, register
 
+COL_BUDGET = 8 << 20  # bytes of im2col buffer per conv; tiles of output rows keep it below
+
 
 def window_view(
     xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
@@ -160,18 +162,31 @@ def Conv(
 
     Kg = Cg * ksz
     Mg = M // G
-    scratch.append(info(dtype, [G, Kg, osz]))
+    # im2col in tiles of whole output rows (first spatial axis), so the column buffer stays
+    # under COL_BUDGET: at 320x320 a 3x3 conv over 128 channels would otherwise need 470 MB.
+    rows_total = int(out_sp[0])
+    row_px = osz // rows_total if rows_total else 0
+    per_row = G * Kg * row_px * dtype.itemsize
+    rows = max(1, min(rows_total, COL_BUDGET // max(per_row, 1)))
+    scratch.append(info(dtype, [G, Kg, rows * row_px]))
     col_i = len(scratch) - 1
+    tiles = [(r, min(r + rows, rows_total)) for r in range(0, rows_total, rows)]
 
     def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         src = source(ins, scr)
         o = outs[0]
         col = scr[col_i]
         wg = ins[1].reshape(G, Mg, Kg)
-        col_view = col.reshape((C,) + tuple(k) + tuple(out_sp))
         for i in range(N):
-            np.copyto(col_view, window_view(src[i], k, st, dl, out_sp))
-            np.matmul(wg, col, out=o[i].reshape(G, Mg, osz))
+            windows = window_view(src[i], k, st, dl, out_sp)  # (C, k..., o...)
+            out_i = o[i].reshape(G, Mg, osz)
+            for r0, r1 in tiles:
+                p = (r1 - r0) * row_px
+                chunk = col[:, :, :p] if p != col.shape[2] else col
+                np.copyto(chunk.reshape((C,) + tuple(k) + (r1 - r0,) + tuple(out_sp[1:])),
+                          windows[(Ellipsis, slice(r0, r1)) + (slice(None),) * (n - 1)])
+                # A column block of the row-major output is still a BLAS matrix (ldc = osz).
+                np.matmul(wg, chunk, out=out_i[:, :, r0 * row_px:r0 * row_px + p])
         finish(ins, o)
 
     return Kernel([out], run, scratch=scratch)

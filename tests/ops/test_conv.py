@@ -43,3 +43,23 @@ def test_conv1d_and_3d() -> None:
     assert_matches(node_model("Conv", {"x": x}, initializers={"w": w}, pads=[1, 1]), {"x": x})
     x3, w3 = _rand(1, 2, 5, 6, 7), _rand(3, 2, 3, 3, 3)
     assert_matches(node_model("Conv", {"x": x3}, initializers={"w": w3}, strides=[1, 2, 1]), {"x": x3})
+
+
+@pytest.mark.parametrize("attrs", [{"pads": [1, 1, 1, 1]}, {"strides": [2, 1], "group": 2}, {"dilations": [2, 2]}])
+def test_conv_im2col_tiles_match_untiled(monkeypatch, attrs: dict) -> None:
+    """A tiny column budget forces uneven row tiles; results must not change."""
+    from runtime.ops import conv
+
+    monkeypatch.setattr(conv, "COL_BUDGET", 3 * 4 * 18 * 11)  # a few output rows per tile
+    group = attrs.get("group", 1)
+    x, w = _rand(2, 4, 13, 11), _rand(6, 4 // group, 3, 3)
+    model = node_model("Conv", {"x": x}, initializers={"w": w}, **attrs)
+    assert_matches(model, {"x": x})
+
+
+def test_conv3d_tiles(monkeypatch) -> None:
+    from runtime.ops import conv
+
+    monkeypatch.setattr(conv, "COL_BUDGET", 1)  # one output row per tile
+    x3, w3 = _rand(1, 2, 5, 6, 7), _rand(3, 2, 3, 3, 3)
+    assert_matches(node_model("Conv", {"x": x3}, initializers={"w": w3}, pads=[1] * 6), {"x": x3})
