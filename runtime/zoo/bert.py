@@ -15,8 +15,8 @@ import math
 import numpy as np
 import onnx
 
-from .builder import FLOAT, INT64, Builder, check_opset
 from ..errors import ConfigError
+from .builder import FLOAT, INT64, Builder, check_opset
 
 _EPS = 1e-12
 

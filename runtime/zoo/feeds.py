@@ -32,6 +32,7 @@ def sample_feeds(model: onnx.ModelProto, seed: int) -> dict[str, np.ndarray]:
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
         shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in value.type.tensor_type.shape.dim)
         n = int(np.prod(shape, dtype=np.int64))
+        data: np.ndarray
         if dtype.kind == "f":
             data = rng.standard_normal(shape) if generated else np.arange(n).reshape(shape) / n
         elif dtype.kind in "iu" and value.name in rows:

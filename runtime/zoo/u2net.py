@@ -95,7 +95,7 @@ class _U2Net:
             cat = self.op("Concat", [up, enc[i - 1][0]], "", axis=1)
             dec.append((self.rsu(cat, f"stage{i}d", height, dec[-1][1] + enc[i - 1][1], mid, cout), cout))
         feats = {6 - j: t for j, t in enumerate(dec)}  # side i reads hx{i}d (hx6 for i = 6)
-        sides = []
+        sides: list[str] = []
         for i in range(1, 7):
             d = self.b.conv(feats[i][0], f"side{i}", feats[i][1], out_ch, 3, pad=1, gain=1.0)
             sides.append(d if i == 1 else self.upsample_like(d, sides[0], ""))
