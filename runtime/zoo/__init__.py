@@ -26,20 +26,14 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError, ModelLoadError
-from . import light
-from .bert import bert
+from . import bert, light, mlp, mobilenet, resnet, u2net, unet
 from .feeds import sample_feeds
-from .mlp import mlp
-from .mobilenet import mobilenetv2
-from .resnet import resnet18, resnet50
-from .u2net import u2net, u2netp
-from .unet import unet
 
 NameOrPath = Union[str, "os.PathLike[str]"]
 
 GENERATORS: dict[str, Callable[..., onnx.ModelProto]] = {
-    "bert": bert, "mlp": mlp, "mobilenetv2": mobilenetv2, "resnet18": resnet18, "resnet50": resnet50,
-    "u2net": u2net, "u2netp": u2netp, "unet": unet,
+    "bert": bert.bert, "mlp": mlp.mlp, "mobilenetv2": mobilenet.mobilenetv2, "resnet18": resnet.resnet18,
+    "resnet50": resnet.resnet50, "u2net": u2net.u2net, "u2netp": u2net.u2netp, "unet": unet.unet,
 }
 _EXTERNAL_THRESHOLD = 1024  # bytes: smaller tensors stay inside the model file, as onnx does
 _ALIGN = 64  # external tensors start on 64-byte boundaries: any dtype can be mapped in place
