@@ -258,6 +258,7 @@ def test_save_round_trips_and_runs(tmp_path: Any, external: bool) -> None:
     assert all(np.array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
                for a, b in zip(loaded.initializer, made.initializer, strict=True))
     feeds = zoo.sample_inputs(path)
+    assert feeds["input"].tobytes() == zoo.sample_inputs(zoo.get("unet", size=32))["input"].tobytes()
     out = rt.Core().compile_model(path).infer(feeds)
     assert_close(out["output"], run_ort(zoo.get("unet", size=32), feeds)["output"], "unet from file")
 

@@ -1,7 +1,7 @@
 """The built-in model zoo: deterministic ONNX generators and onnx's light zoo, by name.
 
     from runtime import zoo
-    zoo.names()                             # ['bert', 'light:bvlc_alexnet', ..., 'u2net', 'u2netp', 'unet']
+    zoo.names()                             # ['bert', 'mlp', ..., 'unet', 'light:bvlc_alexnet', ...]
     model = zoo.get("u2net", size=96)       # an onnx.ModelProto; options: the generator's keywords
     feeds = zoo.sample_inputs(model)        # {'input': float32[1, 3, 96, 96]}
     zoo.save("u2net", "u2net.onnx", external_data=True)
@@ -76,9 +76,10 @@ def resolve(name_or_path: NameOrPath, **options: Any) -> onnx.ModelProto | Path:
 def sample_inputs(model: onnx.ModelProto | NameOrPath, seed: int = 0) -> dict[str, np.ndarray]:
     """Deterministic feeds of the right dtypes and shapes for every graph input.
 
-    Zoo-generated models get seeded random data (token ids within the vocabulary, attention masks
-    with padded tails); any other model (the light zoo, files) gets onnx's runner feed for floats,
-    ``arange(n).reshape(shape) / n``, which is what the light zoo's stored outputs were made from.
+    Zoo-generated models (also once saved to a file) get seeded random data: standard normal floats,
+    token ids within the vocabulary, attention masks with padded tails. Any other model (the light
+    zoo, foreign files) gets onnx's runner feed for floats, ``arange(n).reshape(shape) / n``, which
+    is what the light zoo's stored outputs were made from.
     """
     if not isinstance(model, onnx.ModelProto):
         target = resolve(model)

@@ -51,10 +51,10 @@ class _U2Net:
         beg = self.op("Slice", [self.op("Shape", [src], s), b.const(np.array([0], np.int64), s),
                                 b.const(np.array([2], np.int64), s), b.const(np.array([0], np.int64), s)], s)
         sizes = self.op("Concat", [beg, size], s, axis=0)
-        if b.opset >= 13:
+        if b.opset >= 13:  # optional inputs left out
             roi = scales = ""
         else:
-            roi = scales = b.const(np.array([], np.float32), s)
+            roi, scales = b.const(np.array([], np.float32), s), b.const(np.array([], np.float32), s)
         return self.op("Resize", [src, roi, scales, sizes], s, coordinate_transformation_mode="pytorch_half_pixel",
                        cubic_coeff_a=-0.75, mode="linear", nearest_mode="floor")
 
