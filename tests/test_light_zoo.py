@@ -18,8 +18,7 @@ from runtime.zoo import light
 
 NAMES = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
          "vgg19", "zfnet512"]
-SLOW = {"vgg19"}  # folds ~550 MB of constant weights; onnxruntime alone takes seconds on it
-PARAMS = [pytest.param(f"light:{n}", marks=pytest.mark.slow if n in SLOW else (), id=n) for n in NAMES]
+PARAMS = [pytest.param(f"light:{n}", id=n) for n in NAMES]  # vgg19 folds ~550 MB: seconds, still quick tier
 
 
 def test_all_nine_are_listed() -> None:
