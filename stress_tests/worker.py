@@ -1,0 +1,262 @@
+"""The child: ``python -m stress_tests.worker <job.json> <result.json>``.
+
+(``python -m stress_tests.worker --verify NAME PATH`` only reports which allocator it runs on.)
+
+It proves the allocator, runs one cell's pipeline and measures it. Samples go to a journal
+as they are taken (see ``journal``); the final result is written atomically at the end. The
+child never analyses: scipy would only add to what is being measured.
+
+Per iteration, after the body: garbage collection, optional ``malloc_trim(0)``, then the
+sample, into storage allocated before the loop (CPython's refleak hunter does the same) so
+that measuring does not grow what is measured. The peak is reset at every iteration start
+when /proc/self/clear_refs allows it, so VmHWM is each iteration's own peak.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .journal import Journal, journal_path
+from .probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_start
+from .spec import Applied, CellResult, CellSpec, StageMemory, write_json_atomic
+
+EXIT_RESULT = 0  # a result file was written, whatever the cell's status
+
+
+def write_job(path: Path, spec: CellSpec, model_path: str, feeds_path: str, workdir: str) -> None:
+    write_json_atomic(path, {"spec": spec.to_dict(), "model_path": model_path,
+                             "feeds_path": feeds_path, "workdir": workdir})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[0] == "--verify":  # memgate doctor: which allocator is this process on?
+        from .verify import verify_allocator
+
+        v = verify_allocator(args[1], args[2] or None)
+        print(json.dumps({"ok": v.ok, "message": v.message, "evidence": v.evidence, "version": v.version}))
+        return 0
+    if len(args) != 2:
+        print("usage: python -m stress_tests.worker <job.json> <result.json>", file=sys.stderr)
+        return 2
+    job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    spec = CellSpec.from_dict(job["spec"])
+    result_path = Path(args[1])
+    journal = Journal(journal_path(result_path))
+    try:
+        result = run(spec, job, journal)
+    except Exception as e:  # noqa: BLE001  (any failure of the cell is its result, not a crash)
+        result = CellResult(spec, "failed", reason=f"{type(e).__name__}: {e}",
+                            stderr_tail="".join(traceback.format_exc(limit=8)))
+        _merge_journal(result, journal_path(result_path))
+    journal.close()
+    write_json_atomic(result_path, result.to_dict())
+    return EXIT_RESULT
+
+
+def _merge_journal(result: CellResult, path: Path) -> None:
+    from .journal import read_journal
+
+    partial = read_journal(path)
+    result.series, result.latency, result.stages = partial.series, partial.latency, partial.stages
+    result.probe = partial.probe
+    if partial.applied:
+        result.applied = Applied(**partial.applied)
+    if partial.last_stage:
+        result.reason += f" (in stage {partial.last_stage})"
+
+
+def verify(spec: CellSpec) -> Applied:
+    from .allocators import recorded_env
+    from .verify import verify_allocator, verify_tunables
+
+    alloc = verify_allocator(spec.allocator, spec.allocator_path)
+    applied = Applied(allocator=spec.allocator, allocator_path=spec.allocator_path, allocator_version=alloc.version,
+                      verified=alloc.ok, evidence=list(alloc.evidence), env=recorded_env(os.environ),
+                      tunables={k: v for k, v in spec.tunables}, notes=list(alloc.notes))
+    if not alloc.ok:
+        applied.notes.insert(0, alloc.message)
+        return applied
+    tun = verify_tunables(spec.allocator, spec.allocator_path, list(spec.tunables), os.environ)
+    applied.evidence += tun.evidence
+    applied.notes += tun.notes
+    if not tun.ok:
+        applied.verified = False
+        applied.notes.insert(0, tun.message)
+    return applied
+
+
+def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
+    applied = verify(spec)
+    probe = make_probe()
+    probe_info = {"source": probe.source, "peak_reset": probe.peak_reset,
+                  "peak_reset_error": getattr(probe, "peak_reset_error", ""), "gc_per_iteration": True}
+    fields = tuple(probe.fields) + (("py_traced",) if spec.tracemalloc else ())
+    journal.write("start", fields=list(fields), probe=probe_info, applied=_asdict(applied), pid=os.getpid())
+    if not applied.verified:
+        return CellResult(spec, "failed", reason=applied.notes[0], applied=applied, probe=probe_info)
+
+    from . import pipelines
+    from .adapters import AdapterError, get_adapter
+    from .models import load_feeds
+
+    case = pipelines.CASES[spec.pipeline]
+    try:
+        adapter = get_adapter(spec.runtime)
+        mode = case.mode or spec.mode
+        adapter.check_mode(mode)
+        missing = sorted(f for f in case.needs if not adapter.supports(f))
+        if missing:
+            raise AdapterError(f"{spec.runtime} does not support {', '.join(missing)}, which {spec.pipeline} needs")
+    except AdapterError as e:
+        return CellResult(spec, "skipped", reason=str(e), applied=applied, probe=probe_info)
+    if case.mode and case.mode != spec.mode:
+        applied.notes.append(f"{spec.pipeline} runs in {case.mode} mode (it imposes it), not {spec.mode}")
+    tracemalloc_start(spec.tracemalloc)
+    ctx = pipelines.Context(
+        spec=spec, adapter=adapter, model_path=job["model_path"], feeds=load_feeds(job["feeds_path"]),
+        options=pipelines.core_options(spec, case, str(Path(job["workdir"]) / "cache")), mode=mode,
+    )
+    trim = _malloc_trim() if spec.trim else None
+    if spec.trim and trim is None:
+        applied.notes.append("--trim asked but malloc_trim is unavailable here")
+    stages = [measure(probe, name, pipelines.STEPS[step], ctx, journal)
+              for name, step in zip(pipelines.stage_names(case.setup), case.setup)]
+    ctx.mark()
+    result = CellResult(spec, "ok", stages=stages, applied=applied, probe=probe_info)
+    if case.iterates:
+        _loop(spec, case, ctx, probe, fields, trim, journal, result)
+    result.memory_stats = dict(ctx.memory_stats)
+    if ctx.compile_cache:
+        result.memory_stats["compile_cache"] = dict(ctx.compile_cache)
+        if spec.pipeline == "cached_recompile" and not ctx.compile_cache.get("hit"):
+            result.notes.append(f"the runtime never hit its compile cache ({dict(ctx.compile_cache)})")
+    result.notes += ctx.notes
+    probe.close()
+    return result
+
+
+def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, ...], trim: Any,
+          journal: Journal, result: CellResult) -> None:
+    from . import pipelines
+    from .hunt import Hunter
+
+    total = spec.total_iterations
+    buf = SeriesBuffer(fields, total)
+    width = len(fields)
+    steps = [pipelines.STEPS[s] for s in case.body]
+    first_names = pipelines.stage_names(case.body, prefix="iter1 ")
+    leak_store: list[bytearray] = []
+    fault_kind, fault_arg, fault_at = _parse_fault(spec.inject_fault)
+    hunter = Hunter(spec, total) if spec.tracemalloc else None
+    per_iteration_peak = probe.peak_reset == "clear_refs"
+    result.probe["peak_per_iteration"] = per_iteration_peak
+    for i in range(total):
+        if i == fault_at:
+            _fault(fault_kind, fault_arg)
+        probe.reset_peak()
+        if i == 0:  # the first iteration's steps are stages: where a pipeline's memory goes
+            t0 = time.perf_counter()
+            result.stages += [measure(probe, n, s, ctx, journal) for n, s in zip(first_names, steps)]
+            latency = time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            for step in steps:
+                step(ctx)
+            latency = time.perf_counter() - t0
+        pipelines.inject_leak(leak_store, spec.inject_leak_bytes)
+        gc.collect()
+        if trim is not None:
+            trim(0)
+        base = i * width
+        probe.sample_into(buf.data, base)
+        if spec.tracemalloc:
+            buf.data[base + width - 1] = tracemalloc_current() or 0
+        if i == 0 and per_iteration_peak and result.stages:  # stage resets split the first peak
+            peaks = [s.peak for s in result.stages[-len(steps):] if s.peak is not None]
+            hwm = fields.index("VmHWM")
+            buf.data[base + hwm] = max(peaks + [buf.data[base + hwm]])
+        buf.latency[i] = latency
+        buf.filled = i + 1
+        journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + width]], latency)
+        if hunter is not None:
+            hunter.after_iteration(i)
+    result.series = buf.series()
+    result.latency = list(buf.latency)
+    if hunter is not None:
+        result.hunt = hunter.sites()
+
+
+def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal) -> StageMemory:
+    """Run one step with the peak reset at its start: its RSS delta and its own peak."""
+    journal.write("begin_stage", stage=name)
+    gc.collect()
+    reset = probe.reset_peak()
+    before = probe.sample()
+    t0 = time.perf_counter()
+    step(ctx)
+    seconds = time.perf_counter() - t0
+    after = probe.sample()
+    # The kernel sets the reset high-water mark from its per-CPU RSS counters, which may lag the
+    # exact RSS that /proc reports by a few pages; a stage's peak is at least its end points.
+    known = [v for v in (after["VmHWM"], before["VmRSS"], after["VmRSS"]) if v is not None]
+    stage = StageMemory(name, before["VmRSS"], after["VmRSS"], before["RssAnon"], after["RssAnon"],
+                        max(known) if after["VmHWM"] is not None else None, "clear_refs" if reset else "hwm", seconds)
+    journal.write("stage", **_asdict(stage))
+    return stage
+
+
+def _malloc_trim() -> Any:
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    return fn
+
+
+def _parse_fault(text: str) -> tuple[str, str, int]:
+    """``"signal:SEGV@3"`` -> ("signal", "SEGV", 3); empty -> never."""
+    if not text:
+        return "", "", -1
+    what, _, at = text.partition("@")
+    kind, _, arg = what.partition(":")
+    return kind, arg, int(at or 0)
+
+
+def _fault(kind: str, arg: str) -> None:
+    """Self-test faults for the harness's crash handling."""
+    sys.stderr.write(f"memgate worker: injected fault {kind}:{arg}\n")
+    sys.stderr.flush()
+    if kind == "signal":
+        os.kill(os.getpid(), getattr(signal, f"SIG{arg or 'SEGV'}"))
+        time.sleep(5)  # a handled or blocked signal must not fall through into normal behaviour
+        os._exit(70)
+    if kind == "exit":
+        os._exit(int(arg or 1))
+    if kind == "hang":
+        while True:
+            time.sleep(3600)
+    if kind == "raise":
+        raise RuntimeError(f"injected fault: {arg or 'raise'}")
+    raise ValueError(f"unknown inject_fault kind {kind!r}; use signal:NAME, exit:CODE, hang or raise")
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(obj)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
