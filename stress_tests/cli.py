@@ -1,19 +1,214 @@
-"""The ``memgate`` command line (placeholder until the harness lands: it prints the version)."""
+"""The ``memgate`` command line: doctor, run, matrix, hunt.
+
+Exit codes: 0 all good, 1 a leak or a failure was found, 2 usage or environment error.
+"""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
+from .options import CELL, CORE, OUTPUT, add_options, check, spec_from_args, specs_from_matrix_args
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+_EXAMPLES = {
+    "doctor": "example:\n  memgate doctor\n  memgate doctor --require-allocators   # exit 2 if one is missing",
+    "run": ("example:\n  memgate run --pipeline recompile --model u2netp --mode arena --allocator jemalloc \\\n"
+            "      --tunable arena_max=1 --iterations 300 --json out.json\n"
+            "  memgate run --model mlp --inject-leak 64KiB --iterations 100   # self-test: must say leak"),
+    "matrix": ("example:\n  memgate matrix --model mlp,u2netp --mode all --pipeline reinfer,recompile \\\n"
+               "      --allocator all --tunable arena_max=default,1 --iterations 200 -j 2 --json results.json"),
+    "hunt": ("example:\n  memgate hunt --pipeline reinfer --model mlp --iterations 60\n"
+             "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line"),
+}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("--version", "-V"):
-        print(f"memgate {__version__}")
-        return 0
-    print(f"memgate {__version__}: the harness commands are not built yet", file=sys.stderr)
-    return 2
+class UsageError(Exception):
+    """A problem with what was asked: exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memgate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Memory leak and footprint checks of inference runtimes, one isolated process per cell.",
+        epilog="example:\n  memgate doctor\n  memgate run --pipeline recompile --model mlp --iterations 200\n\n"
+               "exit codes: 0 all good, 1 leak or failure found, 2 usage or environment error",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"memgate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    helps = {"doctor": "what this machine offers: allocators, probes, versions",
+             "run": "run one cell and print its verdict",
+             "matrix": "run the cross-product of models, modes, pipelines, allocators and tunables",
+             "hunt": "rerun a cell under tracemalloc and list the allocation sites that grow"}
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text, epilog=_EXAMPLES[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "doctor":
+            add_options(p, ("require_allocators",))
+            continue
+        add_options(p, CELL, multi=name == "matrix", title="cell")
+        add_options(p, CORE, title="runtime Core")
+        add_options(p, OUTPUT + (("jobs",) if name == "matrix" else ()), title="output")
+        if name == "hunt":
+            p.add_argument("--frames", type=int, default=1, metavar="N",
+                           help="tracemalloc frames per site (more shows the callers)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arglist = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(arglist)
+    args.argv = arglist
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    command: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    try:
+        return command(args)
+    except UsageError as e:
+        print(f"memgate {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"memgate {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _console(stderr: bool = False) -> Any:
+    import os
+
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # logs and CI: 80 columns would fold every table
+    return console
+
+
+def _checked(make: Callable[[], Any]) -> Any:
+    """Turn the harness's validation errors into UsageError (exit 2)."""
+    from .allocators import AllocatorError
+    from .models import ModelError
+    from .spec import SpecError
+
+    try:
+        return make()
+    except (SpecError, AllocatorError, ModelError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _exit_code(results: Sequence[Any]) -> int:
+    return EXIT_FOUND if any(r.bad for r in results) else EXIT_OK
+
+
+def _save(path: str | None, results: Sequence[Any], argv: Sequence[str]) -> None:
+    if not path:
+        return
+    from .environment import fingerprint
+    from .results import write_results
+
+    write_results(path, results, fingerprint(), ["memgate", *argv])
+    _console(stderr=True).print(f"results written to {path}")
+
+
+def _workdir(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        return Path(args.workdir)
+    return None
+
+
+def _run_one(args: argparse.Namespace, **overrides: Any) -> Any:
+    from .runner import run_cells
+
+    spec = _checked(lambda: spec_from_args(args, **overrides))
+    _checked(lambda: check(spec))
+    err = _console(stderr=True)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(spec.id, total=spec.total_iterations)
+        [result] = run_cells([spec], workdir=_workdir(args), require_allocators=args.require_allocators,
+                             on_progress=lambda s, done, total: progress.update(task, completed=done))
+    return result
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .display import summary
+
+    result = _run_one(args)
+    summary(result, _console())
+    _save(args.json, [result], args.argv)
+    return _exit_code([result])
+
+
+def cmd_hunt(args: argparse.Namespace) -> int:
+    from .display import hunt_report, summary
+
+    result = _run_one(args, tracemalloc=max(1, args.frames))
+    summary(result, _console())
+    hunt_report(result, _console())
+    _save(args.json, [result], args.argv)
+    return _exit_code([result])
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .display import matrix_table
+    from .runner import run_cells
+
+    specs = _checked(lambda: specs_from_matrix_args(args))
+    for spec in specs:
+        _checked(functools.partial(check, spec))
+    err = _console(stderr=True)
+    tasks: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=not err.is_terminal) as progress:
+        overall = progress.add_task(f"{len(specs)} cells", total=len(specs))
+
+        def started(spec: Any) -> None:
+            tasks[spec.id] = progress.add_task(f"  {spec.id}", total=spec.total_iterations)
+
+        def advanced(spec: Any, done: int, total: int) -> None:
+            if spec.id in tasks:
+                progress.update(tasks[spec.id], completed=done)
+
+        def finished(result: Any) -> None:
+            task = tasks.pop(result.spec.id, None)
+            if task is not None:
+                progress.remove_task(task)
+            progress.advance(overall)
+            if not err.is_terminal:
+                err.print(f"{result.status:8} {result.spec.id} {result.reason}", markup=False)
+
+        results = run_cells(specs, jobs=args.jobs, workdir=_workdir(args), require_allocators=args.require_allocators,
+                            on_start=started, on_done=finished, on_progress=advanced)
+    matrix_table(results, _console())
+    _save(args.json or "memgate-results.json", results, args.argv)
+    return _exit_code(results)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .display import doctor_report
+    from .doctor import diagnose
+
+    info = diagnose(require_allocators=args.require_allocators)
+    doctor_report(info, _console())
+    return EXIT_USAGE if info["problems"] and info["fatal"] else EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "doctor": cmd_doctor, "run": cmd_run, "matrix": cmd_matrix, "hunt": cmd_hunt,
+}
 
 
 if __name__ == "__main__":
