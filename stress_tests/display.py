@@ -127,10 +127,16 @@ def hunt_report(r: CellResult, console: Console) -> None:
         console.print(t)
     traced = sum(s["bytes_per_iteration"] for s in r.hunt)
     rss = (r.verdicts.get("RssAnon") or {}).get("slope")
-    if rss:
-        share = f"{traced / rss:.0%}" if rss > 0 else "n/a"
-        console.print(f"tracemalloc accounts for {format_size(traced)}/iteration of {format_size(rss, signed=True)}"
-                      f"/iteration RssAnon growth ({share}); the rest is native memory tracemalloc cannot see")
+    if rss is None:
+        return
+    seen = f"tracemalloc sees {format_size(traced)}/iteration; RssAnon grows {format_size(rss, signed=True)}/iteration"
+    if rss > 0 and traced < 0.9 * rss:
+        console.print(f"{seen}: the rest is native memory tracemalloc cannot see")
+    elif traced > 1.1 * max(rss, 0):
+        console.print(f"{seen}: the allocator is absorbing the growth in memory it already holds "
+                      f"(it reaches RSS once that runs out)")
+    else:
+        console.print(seen)
 
 
 def doctor_report(info: dict[str, Any], console: Console) -> None:
