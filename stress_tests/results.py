@@ -17,7 +17,7 @@ Format (``"schema": "memgate-results"``, ``"version": 1``; JSON Schema in
          "reason": "...",
          "series": {"VmRSS": [bytes per iteration, null when missing], "VmHWM": [...], "RssAnon": [...],
                     "RssFile": ..., "RssShmem": ..., "VmSize": ..., "VmPeak": ..., "Threads": [count...],
-                    "py_traced": [...] (with tracemalloc)},
+                    "IterPeak": [...], "py_traced": [...] (with tracemalloc)},
          "latency": [seconds per iteration],
          "stages": [{"stage", "rss_before", "rss_after", "anon_before", "anon_after", "peak",
                      "peak_method": "clear_refs" | "hwm", "seconds"}],
@@ -31,10 +31,12 @@ Format (``"schema": "memgate-results"``, ``"version": 1``; JSON Schema in
       ]
     }
 
-Sizes are bytes, times seconds. VmHWM is each iteration's own peak when ``probe.peak_per_iteration``
-(the peak is reset at every iteration start), else the process high-water mark. Readers must accept
-unknown keys inside ``fingerprint``, ``applied``, ``memory_stats`` and ``probe``; a new top-level
-or cell field bumps the version.
+Sizes are bytes, times seconds. Every series is sampled after the iteration's garbage collection.
+With ``probe.peak_per_iteration`` (the peak is reset at every iteration start) ``IterPeak`` is each
+iteration's own peak and ``VmHWM`` the running peak since the loop began (``probe.hwm_origin ==
+"loop"``); without it ``IterPeak`` is null and ``VmHWM`` the process high-water mark (``"process"``).
+Readers must accept unknown keys inside ``fingerprint``, ``applied``, ``memory_stats`` and ``probe``;
+a new top-level or cell field bumps the version.
 """
 
 from __future__ import annotations

@@ -8,8 +8,11 @@ child never analyses: scipy would only add to what is being measured.
 
 Per iteration, after the body: garbage collection, optional ``malloc_trim(0)``, then the
 sample, into storage allocated before the loop (CPython's refleak hunter does the same) so
-that measuring does not grow what is measured. The peak is reset at every iteration start
-when /proc/self/clear_refs allows it, so VmHWM is each iteration's own peak.
+that measuring does not grow what is measured. Where /proc/self/clear_refs allows it the peak
+is reset at every iteration start: ``IterPeak`` is then each iteration's own peak and
+``VmHWM`` their running maximum, the high-water mark since the loop began (setup's peak no
+longer hides the loop's). Without the reset, ``IterPeak`` is missing and ``VmHWM`` is the
+process's own high-water mark.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     probe = make_probe()
     probe_info = {"source": probe.source, "peak_reset": probe.peak_reset,
                   "peak_reset_error": getattr(probe, "peak_reset_error", ""), "gc_per_iteration": True}
-    fields = tuple(probe.fields) + (("py_traced",) if spec.tracemalloc else ())
+    fields = tuple(probe.fields) + ("IterPeak",) + (("py_traced",) if spec.tracemalloc else ())
     journal.write("start", fields=list(fields), probe=probe_info, applied=_asdict(applied), pid=os.getpid())
     if not applied.verified:
         return CellResult(spec, "failed", reason=applied.notes[0], applied=applied, probe=probe_info)
@@ -166,6 +169,8 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
     hunter = Hunter(spec, total) if spec.tracemalloc else None
     per_iteration_peak = probe.peak_reset == "clear_refs"
     result.probe["peak_per_iteration"] = per_iteration_peak
+    result.probe["hwm_origin"] = "loop" if per_iteration_peak else "process"
+    hwm, own_peak = fields.index("VmHWM"), fields.index("IterPeak")
     for i in range(total):
         if i == fault_at:
             _fault(fault_kind, fault_arg)
@@ -187,10 +192,12 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
         probe.sample_into(buf.data, base)
         if spec.tracemalloc:
             buf.data[base + width - 1] = tracemalloc_current() or 0
-        if i == 0 and per_iteration_peak and result.stages:  # stage resets split the first peak
-            peaks = [s.peak for s in result.stages[-len(steps):] if s.peak is not None]
-            hwm = fields.index("VmHWM")
-            buf.data[base + hwm] = max(peaks + [buf.data[base + hwm]])
+        if per_iteration_peak:
+            peak = buf.data[base + hwm]
+            if i == 0:  # the stage resets split the first iteration's peak
+                peak = max([s.peak for s in result.stages[-len(steps):] if s.peak is not None] + [peak])
+            buf.data[base + own_peak] = peak
+            buf.data[base + hwm] = max(peak, buf.data[base - width + hwm]) if i else peak
         buf.latency[i] = latency
         buf.filled = i + 1
         journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + width]], latency)
