@@ -211,6 +211,9 @@ def check(spec: CellSpec, validate: Callable[[CellSpec], None] | None = None) ->
         if spec.allocator == "glibc":
             raise SpecError("--allocator-path needs --allocator jemalloc, tcmalloc or mimalloc "
                             "(glibc is never preloaded)")
+    if spec.core.static_memory_policy and spec.mode != "arena" and spec.runtime == "builtin":
+        raise SpecError(f"--static-memory-policy {spec.core.static_memory_policy} plans memory in an arena: "
+                        f"use --mode arena")
     route_tunables(spec.allocator, spec.tunables)
     check_model(spec.model)
     if validate is not None:

@@ -32,6 +32,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     (("run", "--allocator", "jemalloc", "--allocator-path", "/no/such/lib.so"), "does not exist"),
     (("run", "--allocator-path", "/bin/sh"), "needs --allocator jemalloc"),
     (("matrix", "--mode", "default,fast"), "unknown mode fast"),
+    (("run", "--static-memory-policy", "2"), "use --mode arena"),
 ])
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str) -> None:
     code, text = run(capsys, *argv)
