@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from array import array
 
@@ -69,6 +70,18 @@ def test_clear_refs_resets_the_peak() -> None:
     assert probe.reset_peak()
     after = probe.sample()
     assert after["VmHWM"] - after["VmRSS"] < 8 << 20  # type: ignore[operator]
+    probe.close()
+
+
+def test_a_refused_clear_refs_falls_back_to_the_high_water_mark(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A /proc without a writable clear_refs (read-only mount, seccomp, old kernel)."""
+    (tmp_path / "status").write_text(STATUS)
+    (tmp_path / "statm").write_text("70000 12500 5000 1 0 9000 0\n")
+    probe = ProcProbe(str(tmp_path))
+    assert probe.peak_reset == "hwm" and "FileNotFoundError" in probe.peak_reset_error
+    assert probe.reset_peak() is False
+    assert probe.sample()["VmHWM"] == 60000 * 1024
+    assert probe.statm()[1] == 12500 * os.sysconf("SC_PAGE_SIZE")
     probe.close()
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from stress_tests import runner
 from stress_tests.runner import run_cells
 from stress_tests.spec import CellResult, CellSpec
 
@@ -21,6 +22,7 @@ def faults(tiny_model_path: Path, workdir: Path) -> dict[str, CellResult]:
         "exit": base.replace(inject_fault="exit:3@2"),
         "hang": base.replace(inject_fault="hang@2", timeout=8),
         "raise": base.replace(inject_fault="raise:boom@4"),
+        "kill": base.replace(inject_fault="signal:KILL@1"),
     }
     results = run_cells(list(specs.values()), jobs=2, workdir=workdir)
     return dict(zip(specs, results))
@@ -33,6 +35,18 @@ def test_killed_by_a_signal(faults: dict[str, CellResult]) -> None:
     assert len(r.series["VmRSS"]) == 3 and len(r.latency) == 3
     assert r.stages and r.applied is not None and r.applied.verified
     assert "Fatal Python error" in r.stderr_tail or "injected fault" in r.stderr_tail
+
+
+def test_sigkill_is_reported_as_a_possible_oom_kill(faults: dict[str, CellResult]) -> None:
+    r = faults["kill"]
+    assert r.status == "crashed" and r.signal == "SIGKILL"
+    assert "OOM killer" in r.reason and len(r.series["VmRSS"]) == 1
+
+
+def test_oom_evidence_from_the_cgroup_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "_oom_kills", lambda: 3)
+    assert "cgroup oom_kill count 2 -> 3" in runner._oom_evidence(2)
+    assert "no cgroup OOM evidence" in runner._oom_evidence(3)
 
 
 def test_non_zero_exit_keeps_stderr(faults: dict[str, CellResult]) -> None:
