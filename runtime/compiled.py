@@ -37,6 +37,11 @@ class Port:
         return f"Port({self.name!r}, {self.dtype.name}{shape_str(self.shape)})"
 
 
+def _want(info: TensorInfo) -> str:
+    """'float32[1,3,224,224]': built only when an error message needs it."""
+    return f"{info.dtype.name}{shape_str(info.shape)}"
+
+
 def _plan_fits(plan: MemoryPlan, program: Program, mode: str) -> bool:
     """A stored plan is used only if it places every tensor and scratch buffer of the program."""
     if plan.mode != mode or len(plan.scratch) != len(program.steps):
@@ -215,7 +220,6 @@ class CompiledModel:
         symbols: dict[str, tuple[int, str]] = {}
         for v in self.graph.inputs:
             expect = v.info
-            want = f"{expect.dtype.name}{shape_str(expect.shape)}"
             if v.name in feeds:
                 raw = feeds[v.name]
                 if isinstance(raw, np.ndarray):
@@ -224,19 +228,19 @@ class CompiledModel:
                     try:
                         arr = np.asarray(raw, dtype=expect.dtype)
                     except (TypeError, ValueError) as e:
-                        raise InputError(f"input '{v.name}': cannot convert to {want}: {e}") from e
+                        raise InputError(f"input '{v.name}': cannot convert to {_want(expect)}: {e}") from e
             elif v.name in self.graph.defaults:
                 arr = self.graph.defaults[v.name]
             else:
-                raise InputError(f"missing input '{v.name}' ({want}); feeds given: {describe(feeds)}")
+                raise InputError(f"missing input '{v.name}' ({_want(expect)}); feeds given: {describe(feeds)}")
             if arr.dtype != expect.dtype:
-                raise InputError(f"input '{v.name}' has dtype {arr.dtype.name}; expected {want}")
+                raise InputError(f"input '{v.name}' has dtype {arr.dtype.name}; expected {_want(expect)}")
             if expect.shape != (None,):
                 if arr.ndim != len(expect.shape):
-                    raise InputError(f"input '{v.name}' has shape {list(arr.shape)}; expected {want}")
+                    raise InputError(f"input '{v.name}' has shape {list(arr.shape)}; expected {_want(expect)}")
                 for axis, (d, s) in enumerate(zip(expect.shape, arr.shape)):
                     if isinstance(d, int) and d != s:
-                        raise InputError(f"input '{v.name}' has shape {list(arr.shape)}; expected {want}")
+                        raise InputError(f"input '{v.name}' has shape {list(arr.shape)}; expected {_want(expect)}")
                     if isinstance(d, str):
                         seen = symbols.setdefault(d, (int(s), v.name))
                         if seen[0] != s:

@@ -238,3 +238,21 @@ def test_kernel_failure_at_run_time_names_the_node(monkeypatch) -> None:
     req._bound.steps[0] = (broken, ins, outs, scr)
     with pytest.raises(rt.KernelError, match="node 'conv'.*boom"):
         req.infer({"x": X})
+
+
+def test_a_read_model_compiles_again_after_reduce_constant(tmp_path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(small_model(), path)
+    core = rt.Core()
+    model = core.read_model(path)
+    first = core.compile_model(model)
+    assert model.proto is None  # reduce_constant released the protobuf...
+    second = core.compile_model(model)  # ...and a second compile reads the file again
+    np.testing.assert_array_equal(first.infer({"x": X})["y"], second.infer({"x": X})["y"])
+    kept = rt.Core().read_model(path)
+    rt.Core().compile_model(kept, reduce_constant=False)
+    assert kept.proto is not None
+    from_bytes = core.read_model(path.read_bytes())
+    core.compile_model(from_bytes)
+    with pytest.raises(rt.ModelLoadError, match="no file to read again"):
+        core.compile_model(from_bytes)

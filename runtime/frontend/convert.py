@@ -107,9 +107,11 @@ def to_graph(
 
     Initializers are decoded on ``pool`` when given (compile_threads).
     """
+    if model.proto is None and model.path is not None:
+        model.reload()  # released after an earlier compile (reduce_constant): read the file again
     proto = model.proto
     if proto is None:
-        raise ModelLoadError("the model's protobuf was released; read the model again")
+        raise ModelLoadError("the model's protobuf was released and it has no file to read again")
     g = proto.graph
     opset = default_opset(proto)
     for t in g.initializer:

@@ -38,6 +38,14 @@ class Model:
         """Drop the protobuf (ailia's reduce_constant): only compiled copies remain."""
         self.proto = None
 
+    def reload(self) -> None:
+        """Read the protobuf again from the model's file (after ``release``)."""
+        if self.path is None:
+            raise ModelLoadError("the model's protobuf was released and it has no file to read again")
+        data = read_file(self.path)
+        self.proto = _parse(data, str(self.path))
+        self._digest = digest_of(data)
+
 
 def _parse(data: bytes | bytearray | memoryview, where: str) -> onnx.ModelProto:
     if len(data) == 0:
