@@ -1,0 +1,399 @@
+"""Baselines: the accepted memory figures of each cell, one file per environment, and the gate against them.
+
+``baselines/<env-key>.json`` (key: ``profiles.env_key``; JSON Schema in
+``stress_tests/schemas/baseline.schema.json``)::
+
+    {"schema": "memgate-baseline", "version": 1, "env_key": "linux-x86_64-py3.11-numpy2-glibc-default",
+     "environment": {"allocator": "glibc", "allocator_version": "2.36", "profile": "default",
+                     "tunables": [], "trim": false},
+     "entries": {"reinfer/mlp/default/builtin": {
+         "pipeline": "reinfer", "model": "mlp", "mode": "default", "runtime": "builtin",
+         "iterations": 60, "runs": 3, "recorded": "...", "memgate": "0.1.0",
+         "metrics": {"hwm_delta:compile": {"value": 8192, "spread": 4096, "tolerance": 2097152,
+                                           "unit": "bytes"}, ...}}}}
+
+Metric names, spread and the tolerance rule: ``stress_tests.metrics``. The tolerance is stored with
+each metric when it is recorded, so a reviewer sees the gate and may widen one by hand; ``compare``
+uses the stored one. Files are written sorted, indented and atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import metrics as m
+from .profiles import env_key, platform_key, profile_of
+from .results import Results, read_results
+from .spec import CellResult
+
+SCHEMA, VERSION = "memgate-baseline", 1
+SCHEMA_FILE = Path(__file__).with_name("schemas") / "baseline.schema.json"
+DEFAULT_DIR = "baselines"
+VERDICTS = ("regression", "improvement", "ok", "new", "missing")
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be read, or does not fit the schema."""
+
+
+# ----------------------------------------------------------------------------- files
+def validate(data: Any, where: str = "baseline") -> None:
+    """Check ``data`` against the schema; the message names the file and the JSON path of the first error."""
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data),
+                    key=lambda e: (len(list(e.absolute_path)), [str(p) for p in e.absolute_path]))
+    if errors:
+        e = errors[0]
+        at = "$" + "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in e.absolute_path)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise BaselineError(f"{where}: {at}: {e.message}{more}")
+
+
+def read_baseline(path: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BaselineError(f"{path}: not a readable JSON file: {e}") from e
+    validate(data, str(path))
+    return data
+
+
+def load_dir(directory: str | Path) -> dict[str, dict[str, Any]]:
+    """Every baseline file in ``directory`` by env key (temp files from an interrupted write are skipped)."""
+    out: dict[str, dict[str, Any]] = {}
+    d = Path(directory)
+    if d.is_dir():
+        for path in sorted(d.glob("*.json")):
+            if not path.name.startswith("."):
+                data = read_baseline(path)
+                out[data["env_key"]] = data
+    return out
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """The canonical text: sorted keys, two-space indent, newline at the end (diffs read well)."""
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_baseline(path: str | Path, data: dict[str, Any]) -> None:
+    """Validate, then write atomically: a reader (or a crash) sees the old file or the new one, never half."""
+    validate(data, str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dumps(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _quiet():
+            os.unlink(tmp)
+        raise
+    with _quiet():  # the rename itself survives a power cut only once the folder is synced
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+def _quiet() -> Any:
+    import contextlib
+
+    return contextlib.suppress(OSError)
+
+
+# ----------------------------------------------------------------------------- results -> entries
+@dataclass
+class Group:
+    """The runs of one cell in one environment (repeats are pooled)."""
+
+    env_key: str
+    entry_key: str
+    cells: list[CellResult] = field(default_factory=list)
+
+
+def group(results: Iterable[Results]) -> dict[tuple[str, str], Group]:
+    out: dict[tuple[str, str], Group] = {}
+    for res in results:
+        for c in res.cells:
+            if c.status == "skipped":
+                continue
+            key = (env_key(res.fingerprint, c.spec.allocator, c.spec.tunables, c.spec.trim), m.entry_key(c.spec))
+            out.setdefault(key, Group(*key)).cells.append(c)
+    return out
+
+
+def pooled(cells: Sequence[CellResult]) -> dict[str, tuple[float, float, int]]:
+    """metric -> (median value, spread, runs) over the finished runs of one cell."""
+    runs: dict[str, list[m.Measure]] = defaultdict(list)
+    for c in cells:
+        for name, measure in m.measure(c).items():
+            runs[name].append(measure)
+    return {name: (*m.pool(values), len(values)) for name, values in runs.items()}
+
+
+def _rounded(metric: str, x: float) -> float | int:
+    return round(x, 7) if m.unit(metric) == "seconds" else int(round(x))
+
+
+def make_entry(g: Group, recorded: str, version: str) -> dict[str, Any]:
+    spec = g.cells[0].spec
+    metrics = {}
+    for name, (value, spread, _) in pooled(g.cells).items():
+        metrics[name] = {"value": _rounded(name, value), "spread": _rounded(name, spread),
+                         "tolerance": _rounded(name, m.tolerance(name, value, spread)), "unit": m.unit(name)}
+    return {"pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode, "runtime": spec.runtime,
+            "iterations": spec.iterations, "runs": len(g.cells), "recorded": recorded, "memgate": version,
+            "metrics": metrics}
+
+
+def _environment(cell: CellResult) -> dict[str, Any]:
+    s = cell.spec
+    return {"allocator": s.allocator, "allocator_version": cell.applied.allocator_version if cell.applied else None,
+            "profile": profile_of(s.allocator, s.tunables, s.trim), "tunables": [list(t) for t in s.tunables],
+            "trim": s.trim}
+
+
+@dataclass
+class FileChange:
+    """What an update did to one baseline file."""
+
+    env_key: str
+    path: Path
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # "entry: metric old -> new" lines
+    same: list[str] = field(default_factory=list)
+    kept: int = 0  # entries not run, left as they were
+    skipped: list[str] = field(default_factory=list)  # runs that were not recorded, with why
+
+    def lines(self) -> list[str]:
+        head = (f"{self.path}: {len(self.added)} added, {len(self.changed)} changed, {len(self.same)} unchanged, "
+                f"{self.kept} kept (not run)")
+        return ([head] + [f"  + {k}" for k in self.added] + [f"  ~ {k}" for k in self.changed]
+                + [f"  ! {k}" for k in self.skipped])
+
+
+def apply(existing: dict[str, dict[str, Any]], results: Sequence[Results], directory: str | Path,
+          extra: Sequence[dict[str, Any]] = ()) -> list[FileChange]:
+    """Write the entries of ``results`` (and of baseline files ``extra``) into ``directory``.
+
+    Only entries that were run are written; every other entry and every other environment's file
+    is left as it was. Runs that did not finish cleanly (a leak, a failure, a self-test injection)
+    are never recorded.
+    """
+    import datetime as dt
+
+    from . import __version__
+
+    directory = Path(directory)
+    files: dict[str, dict[str, Any]] = {k: json.loads(json.dumps(v)) for k, v in existing.items()}
+    before = {k: dict(v["entries"]) for k, v in files.items()}
+    changes: dict[str, FileChange] = {}
+    touched: dict[str, set[str]] = defaultdict(set)
+    stamp = max((r.created for r in results if r.created),
+                default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def change(key: str) -> FileChange:
+        return changes.setdefault(key, FileChange(key, directory / f"{key}.json"))
+
+    for data in extra:
+        target = files.setdefault(data["env_key"], {**data, "entries": {}})
+        target["environment"] = data["environment"]
+        target["entries"].update(data["entries"])
+        touched[data["env_key"]] |= set(data["entries"])
+        change(data["env_key"])
+    for (key, entry), g in group(results).items():
+        good = [c for c in g.cells if c.status == "ok" and not c.spec.inject_leak_bytes and not c.spec.inject_fault]
+        for c in g.cells:
+            if not any(c is ok for ok in good):
+                why = "self-test injection" if (c.spec.inject_leak_bytes or c.spec.inject_fault) else c.status
+                change(key).skipped.append(f"{entry}: not recorded ({why})")
+        g.cells = good
+        if not good or not pooled(good):
+            continue
+        target = files.setdefault(key, {"schema": SCHEMA, "version": VERSION, "env_key": key, "entries": {}})
+        target["environment"] = _environment(good[0])
+        target["entries"][entry] = make_entry(g, stamp, __version__)
+        touched[key].add(entry)
+        change(key)
+    for key, ch in changes.items():
+        if key not in files:  # nothing recordable for this environment
+            continue
+        old, new = before.get(key, {}), files[key]["entries"]
+        for entry in sorted(touched[key]):
+            if entry not in old:
+                ch.added.append(entry)
+            elif old[entry] != new[entry]:
+                ch.changed.append(f"{entry}: {_metric_diff(old[entry], new[entry])}")
+            else:
+                ch.same.append(entry)
+        ch.kept = len([e for e in old if e not in touched[key]])
+        write_baseline(ch.path, files[key])
+    return sorted(changes.values(), key=lambda c: c.env_key)
+
+
+def _metric_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    parts = []
+    om, nm = old.get("metrics", {}), new.get("metrics", {})
+    for name in sorted(set(om) | set(nm)):
+        a, b = om.get(name, {}).get("value"), nm.get(name, {}).get("value")
+        if a != b:
+            parts.append(f"{name} {_fmt(name, a)} -> {_fmt(name, b)}")
+    return ", ".join(parts) or "metadata only (runs, iterations, tolerance or date)"
+
+
+def update(results: Sequence[Results], directory: str | Path = DEFAULT_DIR) -> list[FileChange]:
+    """``memgate baseline update``: record the cells of ``results`` into ``directory``."""
+    return apply(load_dir(directory), results, directory)
+
+
+def merge(paths: Sequence[str | Path], out: str | Path) -> list[FileChange]:
+    """``memgate baseline merge``: results files (pooled as repeats) and baseline files into ``out``."""
+    results, extra = [], []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BaselineError(f"{p}: not a readable JSON file: {e}") from e
+        if isinstance(data, dict) and data.get("schema") == SCHEMA:
+            validate(data, str(p))
+            extra.append(data)
+        else:
+            results.append(read_results(p))
+    return apply(load_dir(out), results, out, extra)
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    from .units import format_size
+
+    if value is None:
+        return "n/a"
+    if m.unit(metric) == "seconds":
+        return f"{value * 1e3:.2f} ms"
+    return format_size(value, signed=m.kind(metric) == "growth") + ("/it" if m.kind(metric) == "growth" else "")
+
+
+# ----------------------------------------------------------------------------- compare
+@dataclass
+class Comparison:
+    """Every metric of every cell that ran, against its baseline.
+
+    ``rows``: dicts with ``cell, pipeline, model, mode, runtime, allocator, metric, baseline, current,
+    ratio, tolerance, verdict`` (and ``env_key``, ``profile``, ``unit``); ``verdict`` is one of
+    ``VERDICTS``. ``env_key``: the one baseline file compared with, or the platform part of the key when
+    the run spans several allocators or profiles (each row names its own ``env_key``).
+    """
+
+    rows: list[dict[str, Any]]
+    env_key: str
+    baselines_dir: str = DEFAULT_DIR
+    env_keys: list[str] = field(default_factory=list)
+    missing_files: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def _with(self, verdict: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["verdict"] == verdict]
+
+    def regressions(self) -> list[dict[str, Any]]:
+        return self._with("regression")
+
+    def improvements(self) -> list[dict[str, Any]]:
+        return self._with("improvement")
+
+    def new(self) -> list[dict[str, Any]]:
+        return self._with("new")
+
+    def missing(self) -> list[dict[str, Any]]:
+        return self._with("missing")
+
+    def failed(self, strict: bool = False) -> bool:
+        """A regression fails the gate; under ``strict`` so does a cell or metric without a baseline."""
+        return bool(self.regressions() or (strict and (self.new() or self.missing())))
+
+    def counts(self) -> dict[str, int]:
+        return {v: len(self._with(v)) for v in VERDICTS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env_key": self.env_key, "baselines_dir": self.baselines_dir, "env_keys": self.env_keys,
+                "missing_files": self.missing_files, "not_run": self.not_run, "warnings": self.warnings,
+                "counts": self.counts(), "rows": self.rows}
+
+
+def _as_results(results: Results | Sequence[CellResult] | str | Path) -> Results:
+    if isinstance(results, (str, Path)):
+        return read_results(results)
+    if isinstance(results, Results):
+        return results
+    from .environment import fingerprint
+
+    return Results(list(results), fingerprint(allocators=False))
+
+
+def judge(baseline: float | None, current: float | None, tol: float | None) -> str:
+    if baseline is None:
+        return "new"
+    if current is None or tol is None:
+        return "missing"
+    if current - baseline > tol:
+        return "regression"
+    if baseline - current > tol:
+        return "improvement"
+    return "ok"
+
+
+def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir: str | Path = DEFAULT_DIR
+            ) -> Comparison:
+    """Compare a run with ``baselines_dir/<env-key>.json``; repeats of a cell are pooled to their median."""
+    res = _as_results(results)
+    stored = load_dir(baselines_dir)
+    rows: list[dict[str, Any]] = []
+    used: dict[str, set[str]] = defaultdict(set)
+    warnings: list[str] = []
+    for (key, entry_name), g in group([res]).items():
+        spec = g.cells[0].spec
+        profile = profile_of(spec.allocator, spec.tunables, spec.trim)
+        base_file = stored.get(key)
+        entry = (base_file or {}).get("entries", {}).get(entry_name)
+        used[key].add(entry_name)
+        current = pooled(g.cells)
+        base_metrics = entry["metrics"] if entry else {}
+        if entry and entry["iterations"] != spec.iterations:
+            warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "
+                            f"baseline; growth and steady figures compare best at equal lengths")
+        cell = f"{entry_name}/{spec.allocator}" + ("" if profile == "default" else f"/{profile}")
+        names = list(current) + [n for n in base_metrics if n not in current]
+        for name in names:
+            b = base_metrics.get(name)
+            now = current.get(name)
+            baseline = b["value"] if b else None
+            cur = now[0] if now else None
+            tol = (b.get("tolerance") if b else None)
+            if b is not None and tol is None:
+                tol = m.tolerance(name, b["value"], b["spread"])
+            ratio = cur / baseline if cur is not None and baseline else None
+            rows.append({"cell": cell, "pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode,
+                         "runtime": spec.runtime, "allocator": spec.allocator, "metric": name, "baseline": baseline,
+                         "current": cur, "ratio": ratio, "tolerance": tol, "verdict": judge(baseline, cur, tol),
+                         "env_key": key, "profile": profile, "unit": m.unit(name)})
+        version = (base_file or {}).get("environment", {}).get("allocator_version")
+        now_version = next((c.applied.allocator_version for c in g.cells if c.applied), None)
+        if version and now_version and version != now_version:
+            warnings.append(f"{key}: {spec.allocator} {now_version} now, {version} when the baseline was recorded")
+    keys = sorted(used)
+    not_run = [f"{k}: {e}" for k in keys for e in sorted(stored.get(k, {}).get("entries", {})) if e not in used[k]]
+    env = keys[0] if len(keys) == 1 else platform_key(res.fingerprint)
+    return Comparison(rows, env, str(baselines_dir), keys, [k for k in keys if k not in stored], not_run,
+                      sorted(set(warnings)))

@@ -1,0 +1,153 @@
+"""What a cell's result becomes in a baseline: named metrics, their within-run spread, and the tolerance rule.
+
+Metrics of one cell (all lower-is-better; sizes in bytes, times in seconds):
+
+- ``rss_delta:<stage>``: VmRSS after the stage minus before it (the cell's ``stages``);
+- ``hwm_delta:<stage>``: the stage's peak (VmHWM, reset at the stage start) minus RSS before it;
+- ``steady_rss``: median VmRSS over the steady part (after the warm-up the leak analysis found);
+- ``peak_hwm``: the loop's VmHWM at the last iteration (its running peak);
+- ``growth``: the deciding series' (RssAnon, else VmRSS) Theil-Sen slope, bytes per iteration;
+- ``latency``: median seconds per iteration over the steady part.
+
+**Spread** is measured when a baseline is recorded: the range (max - min) of a metric over the
+repeated runs of its cell (``memgate check --repeat 3`` records three), or, if larger, the
+within-run spread of a series metric: the interquartile range of steady VmRSS, of steady
+latency, and the half-width of the growth slope's interval.
+
+**Tolerance** = ``max(SPREAD_MULTIPLE * spread, relative floor * |baseline|, absolute floor)`` with
+the floors in ``FLOORS`` below. They were set from this machine's reruns (2 cores, shared, loaded):
+see ``docs/baselines.md`` for the measured noise. A value above ``baseline + tolerance`` is a
+regression, below ``baseline - tolerance`` an improvement (the baseline should be tightened).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .spec import CellResult, CellSpec, CoreOptions
+
+#: Tolerance = max(SPREAD_MULTIPLE * spread, relative * |baseline|, absolute).
+SPREAD_MULTIPLE = 3.0
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Floor:
+    relative: float
+    absolute: float
+    unit: str
+
+
+FLOORS: dict[str, Floor] = {
+    "rss_delta": Floor(0.10, 2 * MiB, "bytes"),
+    "hwm_delta": Floor(0.10, 2 * MiB, "bytes"),
+    "steady_rss": Floor(0.05, 4 * MiB, "bytes"),
+    "peak_hwm": Floor(0.05, 4 * MiB, "bytes"),
+    "growth": Floor(0.0, 4096.0, "bytes/iteration"),
+    "latency": Floor(1.0, 0.002, "seconds"),
+}
+
+
+def kind(metric: str) -> str:
+    """``hwm_delta:compile`` -> ``hwm_delta``."""
+    return metric.split(":", 1)[0]
+
+
+def unit(metric: str) -> str:
+    return FLOORS[kind(metric)].unit
+
+
+def tolerance(metric: str, baseline: float, spread: float) -> float:
+    """The documented rule: spread-derived, never below the metric's relative and absolute floors."""
+    f = FLOORS[kind(metric)]
+    return max(SPREAD_MULTIPLE * spread, f.relative * abs(baseline), f.absolute)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One metric of one run: its value and the spread seen inside that run (0 when none)."""
+
+    value: float
+    spread: float = 0.0
+
+
+def model_label(spec: CellSpec) -> str:
+    """The model part of a baseline key: name, generator options and settings that change memory.
+
+    ``inject_leak_bytes``, iterations, warm-up, seed and timeouts are left out on purpose: an
+    injected leak is compared with the clean baseline, which is how the gate's self-test works.
+    """
+    name = spec.model.rsplit("/", 1)[-1] if ("/" in spec.model or spec.model.endswith(".onnx")) else spec.model
+    if spec.model_options:
+        name += "[" + ",".join(f"{k}={v}" for k, v in spec.model_options) + "]"
+    extra = []
+    if spec.pipeline == "threads" and spec.threads != CellSpec.threads:
+        extra.append(f"threads={spec.threads}")
+    if spec.pipeline == "multi_graph" and spec.graphs != CellSpec.graphs:
+        extra.append(f"graphs={spec.graphs}")
+    default = CoreOptions()
+    for field in ("enable_mmap", "cache_dir", "compile_threads", "atomic_clean_policy", "static_memory_policy",
+                  "trim_on_release"):
+        value = getattr(spec.core, field)
+        if value != getattr(default, field):
+            extra.append(f"{field}={'set' if field == 'cache_dir' else value}")
+    return name + ("{" + ",".join(extra) + "}" if extra else "")
+
+
+def entry_key(spec: CellSpec) -> str:
+    """``pipeline/model/mode/runtime``: a baseline entry's key within its environment's file."""
+    return "/".join((spec.pipeline, model_label(spec), spec.mode, spec.runtime))
+
+
+def measure(result: CellResult) -> dict[str, Measure]:
+    """Every metric a finished cell offers (empty for a cell that did not finish)."""
+    if result.status not in ("ok", "leak"):
+        return {}
+    out: dict[str, Measure] = {}
+    for s in result.stages:
+        if s.delta is not None:
+            out[f"rss_delta:{s.stage}"] = Measure(float(s.delta))
+        if s.peak_delta is not None:
+            out[f"hwm_delta:{s.stage}"] = Measure(float(s.peak_delta))
+    start = _steady_start(result)
+    rss = [v for v in result.series.get("VmRSS", [])[start:] if v is not None]
+    if rss:
+        out["steady_rss"] = Measure(float(statistics.median(rss)), _iqr(rss))
+    hwm = [v for v in result.series.get("VmHWM", []) if v is not None]
+    if hwm:
+        out["peak_hwm"] = Measure(float(hwm[-1]))
+    deciding = result.verdicts.get("RssAnon") or result.verdicts.get("VmRSS")
+    if deciding and deciding.get("slope") is not None:
+        low, high = deciding.get("slope_low"), deciding.get("slope_high")
+        half = (high - low) / 2 if low is not None and high is not None else 0.0
+        out["growth"] = Measure(float(deciding["slope"]), float(half))
+    latency = [v for v in result.latency[start:] if v is not None]
+    if latency:
+        out["latency"] = Measure(float(statistics.median(latency)), _iqr(latency))
+    return out
+
+
+def pool(runs: Sequence[Measure]) -> tuple[float, float]:
+    """(median value, spread) of one metric over repeated runs: spread = max(range, within-run spread)."""
+    values = [m.value for m in runs]
+    spread = max([max(values) - min(values)] + [m.spread for m in runs])
+    return float(statistics.median(values)), float(spread)
+
+
+def _steady_start(result: CellResult) -> int:
+    """Where the steady part begins: the deciding verdict's warm-up end, else half the run."""
+    for name in ("RssAnon", "VmRSS"):
+        v = result.verdicts.get(name)
+        if v and v.get("n"):
+            return int(v.get("warmup_end") or 0)
+    return result.iterations_done // 2
+
+
+def _iqr(values: Iterable[float]) -> float:
+    data = sorted(values)
+    if len(data) < 4:
+        return 0.0
+    q = statistics.quantiles(data, n=4, method="inclusive")
+    return float(q[2] - q[0])
