@@ -1,4 +1,4 @@
-"""The ``memgate`` command line: doctor, run, matrix, hunt.
+"""The ``memgate`` command line: check, doctor, run, matrix, hunt, compare, baseline.
 
 Exit codes: 0 all good, 1 a leak or a failure was found, 2 usage or environment error.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .options import CELL, CORE, OUTPUT, add_options, check, spec_from_args, specs_from_matrix_args
+from .options import CELL, CORE, GATE, OUTPUT, add_options, check, spec_from_args, specs_from_matrix_args
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -25,6 +25,14 @@ _EXAMPLES = {
                "      --allocator all --tunable arena_max=default,1 --iterations 200 -j 2 --json results.json"),
     "hunt": ("example:\n  memgate hunt --pipeline reinfer --model mlp --iterations 60\n"
              "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line"),
+    "check": ("example:\n  memgate check                  # quick gating set, every installed allocator\n"
+              "  memgate check --allocators jemalloc --profile arena1 --models u2netp,mlp\n"
+              "  memgate check --repeat 3 && memgate baseline update memgate-report/results.json\n"
+              "  memgate check --full -j 2 --out nightly-report"),
+    "compare": ("example:\n  memgate compare memgate-report/results.json --baselines baselines/ --strict\n\n"
+                "exit codes: 0 no regression, 1 a regression (or, with --strict, a cell without baseline)"),
+    "baseline": ("example:\n  memgate baseline update memgate-report/results.json\n"
+                 "  memgate baseline merge shard-*/results.json --out baselines/"),
 }
 
 
@@ -57,7 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "hunt":
             p.add_argument("--frames", type=int, default=1, metavar="N",
                            help="tracemalloc frames per site (more shows the callers)")
+    _add_gate_parsers(sub)
     return parser
+
+
+def _add_gate_parsers(sub: Any) -> None:
+    """check, compare and baseline update|merge (the gate over stored baselines)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    text = "run the gating set, compare with the baselines, write the report (the main job)"
+    p = sub.add_parser("check", help=text, description=text, epilog=_EXAMPLES["check"], formatter_class=fmt)
+    add_options(p, GATE)
+    p.add_argument("--require-allocators", action="store_true", help="a named allocator that is missing fails")
+    p.set_defaults(out="memgate-report", jobs=None)
+    text = "compare a results file with the baselines: a table per metric, exit 1 on a regression"
+    p = sub.add_parser("compare", help=text, description=text, epilog=_EXAMPLES["compare"], formatter_class=fmt)
+    p.add_argument("results", metavar="RESULTS.json")
+    add_options(p, ("baselines", "strict"))
+    p.add_argument("--changes-only", action="store_true", help="leave out the rows within tolerance")
+    text = "record results as baselines (update) or combine shards' and machines' results (merge)"
+    p = sub.add_parser("baseline", help=text, description=text, epilog=_EXAMPLES["baseline"], formatter_class=fmt)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    u = actions.add_parser("update", help="write the entries that were run into the baselines folder")
+    u.add_argument("results", nargs="+", metavar="RESULTS.json", help="repeats of a cell are pooled")
+    add_options(u, ("baselines",))
+    g = actions.add_parser("merge", help="results (and baseline) files from several machines or shards -> DIR")
+    g.add_argument("inputs", nargs="+", metavar="FILE.json")
+    add_options(g, ("out",))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,14 +233,113 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .display import doctor_report
     from .doctor import diagnose
+    from .profiles import platform_key
 
     info = diagnose(require_allocators=args.require_allocators)
     doctor_report(info, _console())
+    _console().print(f"baseline key: {platform_key(info['fingerprint'])}-<allocator>-<profile>  "
+                     f"(e.g. {platform_key(info['fingerprint'])}-glibc-default)", markup=False, highlight=False)
     return EXIT_USAGE if info["problems"] and info["fatal"] else EXIT_OK
+
+
+def _baselines_dir(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    if args.baselines:
+        return str(args.baselines)
+    here = Path("baselines")
+    checkout = Path(__file__).resolve().parent.parent / "baselines"
+    return str(here if here.is_dir() or not checkout.is_dir() else checkout)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from . import gate
+    from .allocators import discover
+    from .options import split_list
+    from .profiles import PROFILE_NAMES, env_key
+
+    installed = [f.name for f in discover() if f.installed]
+    allocators = _checked(lambda: split_list(args.allocators, [f.name for f in discover()], "allocator")
+                          ) if args.allocators else installed
+    profiles = _checked(lambda: split_list(args.profile, PROFILE_NAMES, "profile"))
+    models = split_list(args.models) if args.models else None
+    for model in models or ():
+        _checked(functools.partial(_check_model, model))
+    rows = gate.gating_set(models, full=args.full)
+    if not rows:
+        raise UsageError("the gating set is empty")
+    specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat))
+    if not specs:
+        raise UsageError("no cells to run: no allocator installed or selected")
+    for spec in dict.fromkeys(specs):
+        _checked(functools.partial(check, spec))
+    baselines = _baselines_dir(args)
+    out, err = _console(), _console(stderr=True)
+    from .environment import fingerprint
+
+    fp = fingerprint(allocators=False)
+    keys = sorted({env_key(fp, s.allocator, s.tunables, s.trim) for s in specs})
+    out.print(f"memgate check: {len(specs)} cells ({'full' if args.full else 'quick'} tier), "
+              f"baselines {baselines}/ for {', '.join(keys)}", markup=False, highlight=False)
+    outcome = gate.run(specs, jobs=args.jobs or gate.default_jobs(), baselines=baselines, out_dir=args.out,
+                       command=["memgate", *args.argv], console=out, err=err, workdir=_workdir(args),
+                       require_allocators=args.require_allocators or bool(args.allocators))
+    gate.comparison_tables(outcome.comparison, out, only_changes=True)
+    gate.check_summary(outcome.results, outcome.comparison, out)
+    gate.comparison_footer(outcome.comparison, out, strict=args.strict)
+    out.print(f"results: {outcome.results_path}", markup=False)
+    out.print(f"report: {outcome.report_path}" if outcome.report_path else outcome.report_note, markup=False)
+    code = outcome.exit_code(args.strict)
+    out.print("[bold red]FAILED[/bold red]" if code else "[bold green]PASSED[/bold green]")
+    return code
+
+
+def _check_model(model: str) -> None:
+    from .models import check_model
+
+    check_model(model)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import gate
+    from .baselines import BaselineError, compare
+    from .results import ResultsError
+
+    try:
+        comparison = compare(args.results, _baselines_dir(args))
+    except (BaselineError, ResultsError) as e:
+        raise UsageError(str(e)) from None
+    out = _console()
+    gate.comparison_tables(comparison, out, only_changes=args.changes_only)
+    gate.comparison_footer(comparison, out, strict=args.strict)
+    return EXIT_FOUND if comparison.failed(args.strict) else EXIT_OK
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .baselines import BaselineError, merge, update
+    from .results import ResultsError, read_results
+
+    try:
+        if args.action == "update":
+            changes = update([read_results(p) for p in args.results], _baselines_dir(args))
+        else:
+            if not args.out:
+                raise UsageError("merge needs --out DIR (where the merged baseline files go)")
+            changes = merge(args.inputs, args.out)
+    except (BaselineError, ResultsError) as e:
+        raise UsageError(str(e)) from None
+    out = _console()
+    for change in changes:
+        for line in change.lines():
+            out.print(line, markup=False, highlight=False)
+    if not changes:
+        out.print("nothing recorded: no finished cells in the input", markup=False)
+    return EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": cmd_doctor, "run": cmd_run, "matrix": cmd_matrix, "hunt": cmd_hunt,
+    "check": cmd_check, "compare": cmd_compare, "baseline": cmd_baseline,
 }
 
 

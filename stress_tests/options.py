@@ -128,12 +128,27 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                                        "help": "a missing allocator fails the cell instead of skipping it"}),
     Option(("-j", "--jobs"), {"type": _positive, "default": 1, "metavar": "N", "help": "cells run in parallel"}),
     Option(("--workdir",), {"default": None, "metavar": "DIR", "help": "keep models and child files here"}),
+    Option(("--baselines",), {"default": None, "metavar": "DIR",
+                              "help": "baseline files folder (default: ./baselines, else the checkout's)"}),
+    Option(("--strict",), {"action": "store_true", "help": "a cell or metric without a baseline fails too"}),
+    Option(("--out",), {"default": None, "metavar": "DIR", "help": "output folder"}),
+    Option(("--models",), {"default": None, "metavar": "LIST",
+                           "help": "only these zoo models (comma-separated; a model outside the set is added)"}),
+    Option(("--allocators",), {"default": None, "metavar": "LIST",
+                               "help": f"allocators, comma-separated (default: every installed one of "
+                                       f"{', '.join(ALLOCATORS)})"}),
+    Option(("--profile",), {"default": "default", "metavar": "LIST",
+                            "help": "tunables profiles, comma-separated: default, arena1, trim, or all"}),
+    Option(("--full",), {"action": "store_true", "help": "the nightly set: thousands of iterations, larger models"}),
+    Option(("--repeat",), {"type": _positive, "default": 1, "metavar": "N",
+                           "help": "run every cell N times (records the spread a baseline's tolerance needs)"}),
 )}
 
 CELL = ("pipeline", "model", "model_options", "mode", "runtime", "allocator", "allocator_path", "tunables",
         "iterations", "warmup", "threads", "graphs", "timeout", "inject_leak", "trim", "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
+GATE = ("models", "allocators", "profile", "full", "repeat", "baselines", "strict", "out", "jobs", "workdir")
 
 
 def add_options(parser: argparse.ArgumentParser, names: Sequence[str], *, multi: bool = False,
