@@ -1,4 +1,4 @@
-"""The ``memgate`` command line: check, doctor, run, matrix, hunt, compare, baseline.
+"""The ``memgate`` command line: check, doctor, run, matrix, hunt, compare, baseline, report.
 
 Exit codes: 0 all good, 1 a leak or a failure was found, 2 usage or environment error.
 """
@@ -33,6 +33,11 @@ _EXAMPLES = {
                 "exit codes: 0 no regression, 1 a regression (or, with --strict, a cell without baseline)"),
     "baseline": ("example:\n  memgate baseline update memgate-report/results.json\n"
                  "  memgate baseline merge shard-*/results.json --out baselines/"),
+    "report": ("example:\n  memgate report results.json --out memgate-report\n"
+               "  memgate report results.json --out memgate-report --baselines baselines/\n\n"
+               "writes summary.md, junit.xml, plots/*.png and index.html into --out;\n"
+               "without --baselines the report shows the verdicts only\n\n"
+               "exit codes: 0 written, 2 unreadable results or baselines"),
 }
 
 
@@ -66,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--frames", type=int, default=1, metavar="N",
                            help="tracemalloc frames per site (more shows the callers)")
     _add_gate_parsers(sub)
+    text = "write the report of a results file: Markdown summary, JUnit XML, PNG plots, one HTML page"
+    p = sub.add_parser("report", help=text, description=text, epilog=_EXAMPLES["report"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", metavar="RESULTS.json")
+    add_options(p, ("out", "baselines"))
+    p.set_defaults(out="memgate-report")
     return parser
 
 
@@ -337,9 +348,27 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .baselines import BaselineError
+    from .report import SUMMARY, report_from_file
+    from .results import ResultsError
+
+    try:
+        page, notes = report_from_file(args.results, args.out, args.baselines)
+    except (ResultsError, BaselineError) as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:  # the output folder: not writable, a file in the way, disk full
+        raise UsageError(f"cannot write the report into {args.out}: {e}") from None
+    out = _console()
+    for note in notes:
+        out.print(f"note: {note}", markup=False, highlight=False)
+    out.print(f"summary: {page.parent / SUMMARY}\nreport: {page}", markup=False, highlight=False)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": cmd_doctor, "run": cmd_run, "matrix": cmd_matrix, "hunt": cmd_hunt,
-    "check": cmd_check, "compare": cmd_compare, "baseline": cmd_baseline,
+    "check": cmd_check, "compare": cmd_compare, "baseline": cmd_baseline, "report": cmd_report,
 }
 
 
