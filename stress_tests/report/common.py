@@ -112,6 +112,13 @@ def growth_text(v: Mapping[str, Any] | None) -> str:
     return text
 
 
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> list[str]:
+    """Plain-text lines of a table, columns as wide as their widest cell (terminals, logs)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in [header, *rows]]
+
+
 def latency_text(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1e3:.2f} ms"
 

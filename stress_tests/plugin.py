@@ -1,1 +1,0 @@
-"""pytest plugin entry point (registered through pytest11)."""
