@@ -79,9 +79,31 @@ def load_dir(directory: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+_HEAD = ("schema", "version", "env_key", "environment")
+_ENTRY = ("pipeline", "model", "mode", "runtime", "iterations", "runs", "recorded", "memgate")
+_METRIC = ("value", "spread", "tolerance", "unit")
+
+
+def _ordered(d: dict[str, Any], first: Sequence[str]) -> dict[str, Any]:
+    return {**{k: d[k] for k in first if k in d}, **{k: d[k] for k in sorted(d) if k not in first}}
+
+
 def dumps(data: dict[str, Any]) -> str:
-    """The canonical text: sorted keys, two-space indent, newline at the end (diffs read well)."""
-    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    """The canonical text: entries and metrics sorted, one line per metric, so a review diff names what moved."""
+    j = json.dumps
+    lines = ["{"] + [f"  {j(k)}: {j(v, sort_keys=True)}," for k, v in _ordered(data, _HEAD).items() if k != "entries"]
+    lines.append('  "entries": {')
+    entries = sorted(data.get("entries", {}).items())
+    for i, (name, entry) in enumerate(entries):
+        lines.append(f"    {j(name)}: {{")
+        lines += [f"      {j(k)}: {j(v, sort_keys=True)}," for k, v in _ordered(entry, _ENTRY).items() if k != "metrics"]
+        lines.append('      "metrics": {')
+        metrics = sorted(entry.get("metrics", {}).items())
+        lines += [f"        {j(k)}: {j(_ordered(v, _METRIC), allow_nan=False)}" + ("," if n < len(metrics) - 1 else "")
+                  for n, (k, v) in enumerate(metrics)]
+        lines += ["      }", "    }" + ("," if i < len(entries) - 1 else "")]
+    lines += ["  }", "}"]
+    return "\n".join(lines) + "\n"
 
 
 def write_baseline(path: str | Path, data: dict[str, Any]) -> None:
@@ -91,6 +113,7 @@ def write_baseline(path: str | Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would commit an unreadable file
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(dumps(data))
             f.flush()
