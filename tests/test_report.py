@@ -170,7 +170,8 @@ def test_html_is_self_contained_and_shows_every_cell(report: Path, results: Resu
 
 def test_summary_puts_regressions_and_leaks_first(report: Path) -> None:
     md = (report / SUMMARY).read_text(encoding="utf-8")
-    assert md.startswith("## memgate: ❌ 3 of 6 cells fail (1 crashed, 1 leak, 1 regression)")
+    assert md.startswith("## memgate: ❌ 3 of 6 cells fail (1 crashed, 1 leak, 1 regression; 1 metric regressed)")
+    assert "Against the baselines: 1 regression · 1 improvement · 1 ok" in md
     assert md.index("### Regressions") < md.index("### Leaks and failures") < md.index("### Cells")
     assert "Linux-x86_64-glibc2.36-py3.11" in md and "linux-x86_64-py3.11-numpy2-jemalloc-default" in md
     assert "+64.0 KiB/it" in md and "How to read this" in md

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..units import format_size
 from .common import CellView, growth_text, latency_text, ratio_text, tolerance_text, unmatched_rows, value_text
-from .markdown import HOW_TO_READ, environment_items, environment_line, headline
+from .markdown import HOW_TO_READ, comparison_counts, environment_items, environment_line, headline
 from .plots import Plots
 
 CSS = """
@@ -82,6 +82,8 @@ def html_page(cells: Sequence[CellView], plots: Plots, fingerprint: Mapping[str,
            f'<p class="muted">{_markdown_inline(environment_line(fingerprint, comparison, meta))}</p>']
     if comparison is None:
         out.append('<p class="muted">No baselines compared: verdicts only.</p>')
+    else:
+        out.append(f"<p>Against the baselines: {escape(comparison_counts(comparison))}</p>")
     out.append('<nav><a href="#cells">cells</a><a href="#plots">plots</a><a href="#details">each cell</a>'
                '<a href="#environment">environment</a><a href="#how">how to read</a></nav>')
     out.append(_problems(cells))
@@ -151,8 +153,13 @@ def _comparison(cells: Sequence[CellView], comparison: Any) -> str:
                          escape(tolerance_text(m, r.get("tolerance"))), badge(str(r.get("verdict")))])
             bad.append(r.get("verdict") == "regression")
     out = [f"<h2 id=\"comparison\">Against the baselines ({escape(str(getattr(comparison, 'env_key', '')))})</h2>"]
-    out.append(table(["cell", "metric", "baseline", "current", "ratio", "tolerance", "verdict"], rows,
-                     numeric=(2, 3, 4, 5), bad=bad) if rows else "<p>No compared metrics.</p>")
+    compared = table(["cell", "metric", "baseline", "current", "ratio", "tolerance", "verdict"], rows,
+                     numeric=(2, 3, 4, 5), bad=bad)
+    if not rows:
+        out.append("<p>No compared metrics.</p>")
+    else:  # regressions are listed at the top already; a long table folds so the plots stay near
+        out.append(compared if len(rows) <= 40 else
+                   f"<details><summary>all {len(rows)} compared metrics</summary>{compared}</details>")
     for warning in getattr(comparison, "warnings", None) or []:
         out.append(f'<p class="muted">⚠️ {escape(str(warning))}</p>')
     for key in getattr(comparison, "missing_files", None) or []:

@@ -10,7 +10,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..units import format_size
-from .common import CellView, growth_text, latency_text, ratio_text, tolerance_text, unmatched_rows, value_text
+from .common import (
+    CellView,
+    comparison_rows,
+    growth_text,
+    latency_text,
+    ratio_text,
+    tolerance_text,
+    unmatched_rows,
+    value_text,
+)
 
 HOW_TO_READ = """\
 - **status**: `ok`, `leak` (memory grows every iteration), `failed`/`crashed`/`timeout` (the child did not \
@@ -53,6 +62,9 @@ def headline(cells: Sequence[CellView]) -> str:
     for c in failed:
         counts[c.outcome] = counts.get(c.outcome, 0) + 1
     what = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    metrics = sum(len(c.regressions) for c in cells)
+    if metrics:  # a leaking cell usually regresses too: say so, or the gate's reason is hidden
+        what += f"; {metrics} metric{'s' if metrics > 1 else ''} regressed"
     fail = "cell fails" if len(cells) == 1 else "cells fail"
     return f"❌ {len(failed)} of {len(cells)} {fail} ({what})"
 
@@ -64,6 +76,8 @@ def summary_markdown(cells: Sequence[CellView], fingerprint: Mapping[str, Any], 
     out.append(environment_line(fingerprint, comparison, meta) + "\n")
     if comparison is None:
         out.append("_No baselines compared: verdicts only._\n")
+    else:
+        out.append(f"Against the baselines: {comparison_counts(comparison)}\n")
     regressions = [(c, r) for c in cells for r in c.regressions]
     if regressions:
         out.append("### Regressions\n")
@@ -84,6 +98,15 @@ def summary_markdown(cells: Sequence[CellView], fingerprint: Mapping[str, Any], 
     out.append(environment_details(fingerprint, meta))
     out.append("<details><summary>How to read this</summary>\n\n" + HOW_TO_READ + "\n</details>\n")
     return "\n".join(out)
+
+
+def comparison_counts(comparison: Any) -> str:
+    """``2 regression · 240 ok · 14 new``: how the compared metrics came out."""
+    counts: dict[str, int] = {}
+    for row in comparison_rows(comparison):
+        counts[str(row.get("verdict"))] = counts.get(str(row.get("verdict")), 0) + 1
+    order = [k for k in ("regression", "improvement", "ok", "new", "missing") if k in counts]
+    return " · ".join(f"{counts[k]} {k}" for k in order + sorted(set(counts) - set(order))) or "nothing"
 
 
 def cell_table(cells: Sequence[CellView]) -> str:
