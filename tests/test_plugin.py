@@ -37,19 +37,23 @@ def test_a_clean_cell_passes_and_the_summary_shows_it(pytester: pytest.Pytester)
         @pytest.mark.memleak(pipeline="reinfer", model="mlp", iterations=40)
         def test_clean(memgate_cell):
             assert memgate_cell.status == "ok" and memgate_cell.verdict == "no-leak"
+
+        def test_factory(memgate_run):  # the same cell: measured once in the session
+            assert memgate_run(pipeline="reinfer", iterations=40).verdict == "no-leak"
     """)
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*memgate: memory of 1 cell(s)*",
                                  "test *cell *verdict *growth *peak RSS *checks",
-                                 "*::test_clean *reinfer/mlp/default/builtin/glibc *no-leak *MiB *memleak ok"])
+                                 "*::test_clean *reinfer/mlp/default/builtin/glibc *no-leak *MiB *memleak ok",
+                                 "*::test_factory *reinfer/mlp/default/builtin/glibc *no-leak *MiB *-"])
 
 
 def test_an_injected_leak_fails_the_memleak_marker_naming_the_growth(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
         import pytest
 
-        LEAK = dict(iterations=80, inject_leak_bytes="64 KiB")
+        LEAK = dict(iterations=120, inject_leak_bytes="64 KiB")
 
         @pytest.mark.memleak(**LEAK)
         def test_leaks():
