@@ -96,7 +96,8 @@ def dumps(data: dict[str, Any]) -> str:
     entries = sorted(data.get("entries", {}).items())
     for i, (name, entry) in enumerate(entries):
         lines.append(f"    {j(name)}: {{")
-        lines += [f"      {j(k)}: {j(v, sort_keys=True)}," for k, v in _ordered(entry, _ENTRY).items() if k != "metrics"]
+        fields = _ordered(entry, _ENTRY)
+        lines += [f"      {j(k)}: {j(v, sort_keys=True)}," for k, v in fields.items() if k != "metrics"]
         lines.append('      "metrics": {')
         metrics = sorted(entry.get("metrics", {}).items())
         lines += [f"        {j(k)}: {j(_ordered(v, _METRIC), allow_nan=False)}" + ("," if n < len(metrics) - 1 else "")
