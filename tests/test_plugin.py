@@ -206,6 +206,24 @@ def test_who_decides_the_cell(monkeypatch: pytest.MonkeyPatch) -> None:
         spec_from(_config(), {"pipeline": "nope"})
 
 
+def test_memleak_judges_with_the_markers_limit() -> None:
+    from stress_tests.plugin.markers import memleak
+    from stress_tests.runner import finish
+
+    n, leak = 80, 16 << 10
+    rss: list[int | None] = [50 * MiB + i * leak for i in range(n)]
+    leaking = finish(CellResult(CellSpec(iterations=n), "ok", series={"VmRSS": rss, "VmHWM": rss, "RssAnon": rss}))
+    violation = memleak(leaking)
+    assert violation is not None and "memory grows: VmRSS +16.0 KiB/iteration" in violation.message
+    assert memleak(leaking, max_growth_per_iter="64 KiB") is None  # a leak, but within the stated limit
+    violation = memleak(leaking, max_growth_per_iter="4 KiB")
+    assert violation is not None and "(limit 4.0 KiB/iteration)" in violation.message
+    memcheck = CellResult(CellSpec(pipeline="memcheck"), "ok")
+    for limit in (None, "4 KiB"):  # no iterations: nothing to judge is not a pass
+        violation = memleak(memcheck, max_growth_per_iter=limit)
+        assert violation is not None and "no leak verdict" in violation.message
+
+
 def test_memlimit_reads_the_stage_and_its_method() -> None:
     stages = [StageMemory("compile", 50 * MiB, 60 * MiB, peak=80 * MiB, peak_method="hwm"),
               StageMemory("iter1 infer", 60 * MiB, 61 * MiB, peak=62 * MiB)]

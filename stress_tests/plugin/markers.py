@@ -51,13 +51,15 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     verdicts = {k: dict(v) for k, v in result.verdicts.items()}
     verdict = result.verdict
     limit = None if max_growth_per_iter is None else parse_size(max_growth_per_iter)
-    if limit is not None:
+    # the series the runner judged (complete ones), so a re-judgement sees what the verdict saw
+    series = {k: [v for v in result.series.get(k, []) if v is not None] for k in ANALYZED}
+    series = {k: v for k, v in series.items() if v and len(v) == result.iterations_done}
+    if limit is not None and series:
         from ..analysis import LeakConfig, analyze_samples, overall
 
         # The user's limit is the practical floor: re-judge with it, so growth just above the limit
         # is a leak and a statistically certain but smaller growth is not.
-        series = {k: result.series[k] for k in ANALYZED if result.series.get(k)}
-        judged = analyze_samples(series, result.spec.warmup, LeakConfig(floor_bytes=float(limit)))  # type: ignore[arg-type]
+        judged = analyze_samples(series, result.spec.warmup, LeakConfig(floor_bytes=float(limit)))
         verdicts = {k: v.to_dict() for k, v in judged.items()}
         verdict = overall(judged)
     if verdict is None:  # no iterations (memcheck), or no analysable series: nothing was checked
@@ -66,9 +68,9 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     if verdict != "leak":
         return None
     grown = [(k, v) for k, v in verdicts.items() if v.get("verdict") == "leak"]
-    first = ", ".join(f"{k} {format_size(v['slope'], signed=True)}/iteration" for k, v in grown)
+    growth = ", ".join(f"{k} {format_size(v['slope'], signed=True)}/iteration" for k, v in grown)
     limit_text = f" (limit {format_size(limit)}/iteration)" if limit is not None else ""
-    return Violation("memleak", result.spec.id, f"memory grows: {first}{limit_text}",
+    return Violation("memleak", result.spec.id, f"memory grows: {growth}{limit_text}",
                      tuple(f"{k}: {v.get('reason', '')}" for k, v in grown))
 
 
