@@ -223,6 +223,9 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from CI users
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(finite(data), f, indent=1, allow_nan=False)
             f.write("\n")
