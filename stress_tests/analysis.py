@@ -25,16 +25,20 @@ A series (bytes, one value per iteration) is judged in these steps:
    ``m_ci = m (half_width / max(|slope - floor|, floor / 4)) ** (2/3)`` is where the interval, shrinking
    as ``m**-1.5``, leaves the floor at the current estimate.
 5. **Jumps.** Changes between iterations far from the typical one (``jump_mads`` robust deviations, and
-   at least ``min_growth_bytes``) are purges, trims and one-time allocations.  The series is judged
-   again with every jump replaced by the typical change; that verdict stands, except that when only
-   the raw series leaks, more than ``max_jumps`` upward jumps that purges do not undo are a staircase
-   (a leak stepping in big chunks: ``leak``) and fewer are ``inconclusive`` (run longer: a leak keeps
-   stepping, warm-up stops).
+   at least ``min_growth_bytes``) are purges, trims and one-time allocations.  Their heights (medians
+   of the plateaus either side, less the trend) are taken out and the rest is judged again; that
+   verdict stands unless the jumps themselves climb to two or more new highs worth ``floor * m``
+   (regrowth after a trim only restores a level): then more than ``max_jumps`` of them under a raw
+   leak are a staircase (a leak stepping in big chunks, ``leak``) and fewer are ``inconclusive`` (run
+   longer: a leak keeps stepping, warm-up stops).  Jumps past MSER's cap are taken out before step 1,
+   which they would otherwise dominate.
 6. **Growth that stopped.** A ``leak`` whose last half rules out a leak (and is not falling) is late
    warm-up: the last half's ``no-leak`` stands.  A real leak keeps the last half's upper bound above
    the floor with probability ``1 - alpha``, so this costs at most ``alpha`` of power.
 7. **One step.** A ``leak`` that one upward step fits better than a line (sum of squared residuals) is
    a one-time allocation: the warm-up is pushed past the step and the rest is judged.
+8. **One drop.** A ``no-leak`` that one downward step fits better than a line may be a purge tilting
+   the line down over a leak: unless the part after the drop rules out a leak too, ``inconclusive``.
 
 False positives that shaped the rules (seen on 1000-iteration runs under all four allocators):
 - one late 4 KiB page: Theil-Sen ignores it, and a leak must exceed ``min_growth_bytes`` (16 pages);
@@ -82,6 +86,7 @@ class LeakConfig:
     min_growth_bytes: float = 16 * PAGE  # total growth over the steady part a leak must exceed
     noise_multiple: float = 3.0  # ... and this many robust sd of the residuals (slow allocator drift)
     min_points: int = 10  # fewer steady points than this: inconclusive
+    max_points: int = 1000  # longer steady parts are judged on this many block medians (Theil-Sen is O(m^2))
     max_warmup_fraction: float = 0.5  # MSER cuts at most this much (its statistic is unstable near the end)
     jump_mads: float = 5.0  # a jump deviates from the typical change by this many robust deviations
     max_jumps: int = 3  # this many upward jumps and nothing between them is too few to call a leak
@@ -220,11 +225,22 @@ def _steady_verdict(y: np.ndarray, w: int, metric: str, cfg: LeakConfig, note: s
             break
         w += k
         verdict = _judge(y, w, metric, cfg, note + f"one-time step at iteration {w} taken as warm-up; ")
+    k = _one_step(y[w:], cfg, up=False) if verdict.verdict == "no-leak" else None
+    # A purge can tilt the line down over a leak (rule 8): if the drop is big enough to hide half a
+    # floor's worth of growth over the part, the iterations after it must agree.
+    if k is not None and y[w: w + k].mean() - y[w + k:].mean() >= max(cfg.min_growth_bytes,
+                                                                     (verdict.floor or 0.0) * verdict.n / 2):
+        after = _judge(y, w + k, metric, cfg, floor=verdict.floor)
+        if after.verdict != "no-leak":
+            needed = after.needed_iterations or w + 2 * verdict.n
+            return replace(verdict, verdict="inconclusive", needed_iterations=needed,
+                           reason=f"a drop at iteration {w + k} may hide growth: the {after.n} iterations after "
+                           f"it do not rule out a leak; about {needed} iterations needed ({verdict.reason})")
     return verdict
 
 
-def _one_step(y: np.ndarray, cfg: LeakConfig) -> int | None:
-    """Index after the single upward step that fits y better than a line, if one does."""
+def _one_step(y: np.ndarray, cfg: LeakConfig, up: bool = True) -> int | None:
+    """Index after the single upward (or downward) step that fits y better than a line, if one does."""
     m = len(y)
     if m < 2 * cfg.min_points:
         return None
@@ -236,8 +252,8 @@ def _one_step(y: np.ndarray, cfg: LeakConfig) -> int | None:
     tot, tot2 = y.sum(), (y * y).sum()
     sse = (c2 - c * c / k) + ((tot2 - c2) - (tot - c) ** 2 / (m - k))
     best = int(np.argmin(sse))
-    up = (tot - c[best]) / (m - k[best]) > c[best] / k[best]
-    return int(k[best]) if up and sse[best] < sse_line else None
+    rises = (tot - c[best]) / (m - k[best]) > c[best] / k[best]
+    return int(k[best]) if rises == up and sse[best] < sse_line else None
 
 
 def _jumps(d: np.ndarray, cfg: LeakConfig) -> tuple[np.ndarray, float]:
@@ -306,16 +322,23 @@ def _judge(y: np.ndarray, w: int, metric: str, cfg: LeakConfig, note: str = "",
         return SeriesVerdict(metric, "no-leak", m, w, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, None,
                              note + f"constant over {m} iterations after warm-up at {w}", floor, 0.0, 1.0)
     t = np.arange(m, dtype=float)
-    slope = float(stats.theilslopes(s, t).slope)
+    # Theil-Sen holds all m^2/2 pairwise slopes: past max_points, judge medians of equal blocks
+    # (at their centres, so the slope stays per iteration); the noise is still measured per iteration.
+    tb, sb = t, s
+    if m > cfg.max_points:
+        edges = np.linspace(0, m, cfg.max_points + 1).astype(int)
+        tb = np.array([(a + b - 1) / 2 for a, b in zip(edges[:-1], edges[1:])])
+        sb = np.array([np.median(s[a:b]) for a, b in zip(edges[:-1], edges[1:])])
+    slope = float(stats.theilslopes(sb, tb).slope)
     resid = s - slope * t
     r = resid - np.median(resid)
     sigma = 1.4826 * float(np.median(np.abs(r))) or float(np.std(r))  # page-quantized: the MAD is often 0
-    f = _hamed_rao(resid) if cfg.autocorrelation else 1.0
+    f = _hamed_rao(sb - slope * tb) if cfg.autocorrelation else 1.0
     z_a, z_b = stats.norm.isf(cfg.alpha), stats.norm.isf(1 - cfg.power)
-    mk = stats.kendalltau(t, s, method="asymptotic", alternative="greater")
+    mk = stats.kendalltau(tb, sb, method="asymptotic", alternative="greater")
     p = float(stats.norm.sf(stats.norm.isf(mk.pvalue) / math.sqrt(f)))
     conf = min(1 - 2 * stats.norm.sf(z_a * math.sqrt(f)), 1 - 1e-12)  # scipy overflows at conf == 1
-    ci = stats.theilslopes(s, t, conf)
+    ci = stats.theilslopes(sb, tb, conf)
     low, high = float(ci.low_slope), float(ci.high_slope)
     noise_growth = cfg.noise_multiple * sigma
 

@@ -110,6 +110,15 @@ def test_purge_in_the_middle_does_not_hide_a_leak() -> None:
     assert v.slope_low is not None and v.slope_high is not None and v.slope_low <= 16 * KiB <= v.slope_high
 
 
+@pytest.mark.parametrize("seed", [0, 2, 3])  # seeds where, without rule 8, the verdict was no-leak
+def test_a_purge_over_a_leak_in_noise_is_never_no_leak(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = np.array(series(1000, seed, leak=4 * KiB)) + rng.normal(0, 2 * MiB, 1000)
+    y[550:] -= 10 * MiB  # too small against the noise to be a jump, big enough to tilt the line down
+    v = verdict(list(np.floor(y / PAGE) * PAGE))
+    assert v.verdict != "no-leak", v.reason
+
+
 def test_one_late_page_is_not_a_leak() -> None:
     y = [100 * MiB] * 30 + [100 * MiB + PAGE] * 5
     assert verdict(y).verdict != "leak"
