@@ -269,13 +269,22 @@ def apply(existing: dict[str, dict[str, Any]], results: Sequence[Results], direc
 
 
 def _metric_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    parts = []
+    """What moved: metrics beyond the old tolerance by name, the rest counted, metrics added or gone."""
     om, nm = old.get("metrics", {}), new.get("metrics", {})
+    parts, within = [], 0
     for name in sorted(set(om) | set(nm)):
-        a, b = om.get(name, {}).get("value"), nm.get(name, {}).get("value")
-        if a != b:
-            parts.append(f"{name} {_fmt(name, a)} -> {_fmt(name, b)}")
-    return ", ".join(parts) or "metadata only (runs, iterations, tolerance or date)"
+        a, b = om.get(name), nm.get(name)
+        if a is None or b is None:
+            parts.append(f"{'+' if a is None else '-'}{name}")
+        elif a["value"] != b["value"]:
+            if abs(b["value"] - a["value"]) > a.get("tolerance", 0):
+                parts.append(f"{name} {_fmt(name, a['value'])} -> {_fmt(name, b['value'])} "
+                             f"(beyond ±{_fmt(name, a.get('tolerance'))})")
+            else:
+                within += 1
+    if within:
+        parts.append(f"{within} metric(s) moved within tolerance")
+    return ", ".join(parts) or "metadata only (runs, iterations, spread, tolerance or date)"
 
 
 def update(results: Sequence[Results], directory: str | Path = DEFAULT_DIR) -> list[FileChange]:

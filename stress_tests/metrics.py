@@ -16,7 +16,7 @@ latency, and the half-width of the growth slope's interval.
 
 **Tolerance** = ``max(SPREAD_MULTIPLE * spread, relative floor * |baseline|, absolute floor)`` with
 the floors in ``FLOORS`` below. They were set from this machine's reruns (2 cores, shared, loaded):
-see ``docs/baselines.md`` for the measured noise. A value above ``baseline + tolerance`` is a
+see ``baselines/README.md`` for the measured noise. A value above ``baseline + tolerance`` is a
 regression, below ``baseline - tolerance`` an improvement (the baseline should be tightened).
 """
 
@@ -41,12 +41,14 @@ class Floor:
 
 
 FLOORS: dict[str, Floor] = {
-    "rss_delta": Floor(0.10, 2 * MiB, "bytes"),
-    "hwm_delta": Floor(0.10, 2 * MiB, "bytes"),
+    "rss_delta": Floor(0.10, 4 * MiB, "bytes"),
+    "hwm_delta": Floor(0.10, 4 * MiB, "bytes"),
     "steady_rss": Floor(0.05, 4 * MiB, "bytes"),
     "peak_hwm": Floor(0.05, 4 * MiB, "bytes"),
     "growth": Floor(0.0, 4096.0, "bytes/iteration"),
-    "latency": Floor(1.0, 0.002, "seconds"),
+    # Latency swings 2-9x for sub-millisecond cells and ~2x for 50 ms ones on a loaded 2-core
+    # machine (measured): the gate catches gross slowdowns (3x and 10 ms) only.
+    "latency": Floor(2.0, 0.010, "seconds"),
 }
 
 
