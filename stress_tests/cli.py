@@ -266,6 +266,7 @@ def _baselines_dir(args: argparse.Namespace) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     from . import gate
     from .allocators import discover
+    from .models import check_model
     from .options import split_list
     from .profiles import PROFILE_NAMES, env_key
 
@@ -275,7 +276,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     profiles = _checked(lambda: split_list(args.profile, PROFILE_NAMES, "profile"))
     models = split_list(args.models) if args.models else None
     for model in models or ():
-        _checked(functools.partial(_check_model, model))
+        _checked(functools.partial(check_model, model))
     rows = gate.gating_set(models, full=args.full)
     if not rows:
         raise UsageError("the gating set is empty")
@@ -299,16 +300,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     gate.check_summary(outcome.results, outcome.comparison, out)
     gate.comparison_footer(outcome.comparison, out, strict=args.strict)
     out.print(f"results: {outcome.results_path}", markup=False)
-    out.print(f"report: {outcome.report_path}" if outcome.report_path else outcome.report_note, markup=False)
+    out.print(f"report: {outcome.report_path}", markup=False)
     code = outcome.exit_code(args.strict)
     out.print("[bold red]FAILED[/bold red]" if code else "[bold green]PASSED[/bold green]")
     return code
-
-
-def _check_model(model: str) -> None:
-    from .models import check_model
-
-    check_model(model)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

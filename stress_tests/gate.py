@@ -106,16 +106,15 @@ class CheckOutcome:
     results: list[CellResult]
     comparison: Comparison
     results_path: Path
-    report_path: Path | None
-    report_note: str
+    report_path: Path
 
     def exit_code(self, strict: bool = False) -> int:
         bad = any(r.bad for r in self.results)
         return 1 if bad or self.comparison.failed(strict) else 0
 
 
-def write_outputs(results: Any, out_dir: Path, comparison: Comparison) -> tuple[Path, Path | None, str]:
-    """results.json, comparison.json and the report into ``out_dir``: (results path, HTML path, note)."""
+def write_outputs(results: Any, out_dir: Path, comparison: Comparison) -> tuple[Path, Path]:
+    """results.json, comparison.json and the report (``stress_tests.report``) into ``out_dir``: (results, HTML)."""
     import json
 
     from .results import write_results
@@ -123,12 +122,9 @@ def write_outputs(results: Any, out_dir: Path, comparison: Comparison) -> tuple[
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = write_results(out_dir / "results.json", results.cells, results.fingerprint, results.command)
     (out_dir / "comparison.json").write_text(json.dumps(comparison.to_dict(), indent=1) + "\n", encoding="utf-8")
-    try:
-        from .report import write_report
-    except ImportError as e:  # the report module lands separately (issue 6's other half)
-        return results_path, None, f"report skipped: stress_tests.report is not available ({e})"
-    html = write_report(results, out_dir, comparison=comparison)
-    return results_path, Path(html) if html else None, ""
+    from .report import write_report
+
+    return results_path, Path(write_report(results, out_dir, comparison=comparison))
 
 
 def run(specs_: Sequence[CellSpec], *, jobs: int, baselines: str | Path, out_dir: str | Path,
@@ -155,8 +151,8 @@ def run(specs_: Sequence[CellSpec], *, jobs: int, baselines: str | Path, out_dir
         cells = run_cells(specs_, jobs=jobs, workdir=workdir, require_allocators=require_allocators, on_done=done)
     results = Results(cells, fingerprint(), list(command))
     comparison = compare(results, baselines)
-    path, html, note = write_outputs(results, Path(out_dir), comparison)
-    return CheckOutcome(cells, comparison, path, html, note)
+    path, html = write_outputs(results, Path(out_dir), comparison)
+    return CheckOutcome(cells, comparison, path, html)
 
 
 # ----------------------------------------------------------------------------- display

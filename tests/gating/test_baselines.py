@@ -1,0 +1,180 @@
+"""Baselines without children: keys, the tolerance rule, compare's verdicts, update, merge and the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stress_tests import baselines, metrics, profiles
+from stress_tests.baselines import BaselineError, compare, load_dir, merge, read_baseline, update, validate
+from stress_tests.results import write_results
+
+from .helpers import FINGERPRINT, GLIBC_KEY, MiB, cell, results
+
+
+def test_env_key_names_platform_allocator_and_profile() -> None:
+    assert profiles.env_key(FINGERPRINT, "glibc") == GLIBC_KEY
+    assert profiles.env_key(FINGERPRINT, "glibc", (("arena_max", "1"),)) == GLIBC_KEY.replace("default", "arena1")
+    assert profiles.env_key(FINGERPRINT, "jemalloc", (("jemalloc.narenas", "1"),)).endswith("-jemalloc-arena1")
+    assert profiles.env_key(FINGERPRINT, "glibc", (), trim=True).endswith("-glibc-trim")
+    # settings no profile names are spelled out, sorted, so the same settings always give one file
+    odd = profiles.env_key(FINGERPRINT, "glibc", (("top_pad", "0"), ("arena_max", "2")))
+    assert odd.endswith("-glibc-arena_max=2+top_pad=0")
+    assert profiles.env_key({**FINGERPRINT, "numpy": "1.26.4", "python": "3.10.2"}, "glibc").startswith(
+        "linux-x86_64-py3.10-numpy1-")
+
+
+@pytest.mark.parametrize("text, allocator, expected", [
+    ("", "glibc", ((), False)),
+    ("arena1", "jemalloc", ((("jemalloc.narenas", "1"),), False)),
+    ("trim", "glibc", ((), True)),
+    ("arena_max=2,trim", "glibc", ((("arena_max", "2"),), True)),
+])
+def test_profiles_from_the_environment(text: str, allocator: str, expected: tuple) -> None:
+    env = {"MEMGATE_ALLOCATOR": allocator, "MEMGATE_TUNABLES": text}
+    assert profiles.from_environment(env) == (allocator, *expected)
+
+
+def test_unknown_profile_or_allocator_is_a_clear_error() -> None:
+    with pytest.raises(profiles.ProfileError, match="choose from glibc"):
+        profiles.from_environment({"MEMGATE_ALLOCATOR": "tcmallok"})
+    with pytest.raises(profiles.ProfileError, match="default, arena1, trim"):
+        profiles.from_environment({"MEMGATE_TUNABLES": "arena2"})
+
+
+def test_tolerance_is_the_spread_above_the_floors() -> None:
+    # floors: stage memory 10 % or 4 MiB, whichever is larger
+    assert metrics.tolerance("hwm_delta:compile", 1 * MiB, 0) == 4 * MiB
+    assert metrics.tolerance("hwm_delta:compile", 100 * MiB, 0) == pytest.approx(10 * MiB)
+    # a spread beyond the floors widens the gate by SPREAD_MULTIPLE times the spread
+    assert metrics.tolerance("hwm_delta:compile", 1 * MiB, 3 * MiB) == metrics.SPREAD_MULTIPLE * 3 * MiB
+    assert metrics.tolerance("growth", 0.0, 0.0) == metrics.FLOORS["growth"].absolute
+
+
+def test_pooled_repeats_give_median_and_range() -> None:
+    runs = [metrics.Measure(10.0), metrics.Measure(14.0), metrics.Measure(11.0, spread=1.0)]
+    assert metrics.pool(runs) == (11.0, 4.0)
+    assert metrics.pool([metrics.Measure(10.0, spread=6.0)]) == (10.0, 6.0)
+
+
+def test_update_writes_sorted_valid_files_with_every_metric(tmp_path: Path) -> None:
+    changes = update([results(cell(), cell(compile_peak=11 * MiB), cell(compile_peak=12 * MiB))], tmp_path)
+    assert [c.env_key for c in changes] == [GLIBC_KEY] and changes[0].added == ["reinfer/mlp/default/builtin"]
+    text = (tmp_path / f"{GLIBC_KEY}.json").read_text()
+    data = json.loads(text)
+    assert text == baselines.dumps(data), "sorted keys, two-space indent: the diff of an update reads well"
+    entry = data["entries"]["reinfer/mlp/default/builtin"]
+    assert entry["runs"] == 3
+    peak = entry["metrics"]["hwm_delta:compile"]
+    assert (peak["value"], peak["spread"], peak["unit"]) == (11 * MiB, 2 * MiB, "bytes")
+    assert peak["tolerance"] == metrics.tolerance("hwm_delta:compile", 11 * MiB, 2 * MiB)
+    assert {"rss_delta:compile", "steady_rss", "peak_hwm", "growth", "latency"} <= set(entry["metrics"])
+    assert data["environment"] == {"allocator": "glibc", "allocator_version": "2.36", "profile": "default",
+                                   "tunables": [], "trim": False}
+
+
+def test_update_keeps_other_entries_and_other_environments(tmp_path: Path) -> None:
+    update([results(cell(model="bert"), cell(allocator="jemalloc"))], tmp_path)
+    jemalloc = tmp_path / "linux-x86_64-py3.11-numpy2-jemalloc-default.json"
+    other_platform = tmp_path / "linux-aarch64-py3.12-numpy2-glibc-default.json"
+    update([results(cell(), fingerprint={**FINGERPRINT, "machine": "aarch64", "python": "3.12.1"})], tmp_path)
+    before = {p.name: p.read_bytes() for p in (jemalloc, other_platform)}
+    [change] = update([results(cell(compile_peak=20 * MiB))], tmp_path)
+    assert change.kept == 1 and change.added == ["reinfer/mlp/default/builtin"]
+    entries = read_baseline(tmp_path / f"{GLIBC_KEY}.json")["entries"]
+    assert set(entries) == {"reinfer/bert/default/builtin", "reinfer/mlp/default/builtin"}
+    assert {p.name: p.read_bytes() for p in (jemalloc, other_platform)} == before
+    [again] = update([results(cell(compile_peak=30 * MiB))], tmp_path)
+    assert again.changed and "hwm_delta:compile 20.0 MiB -> 30.0 MiB (beyond ±4.0 MiB)" in again.changed[0]
+
+
+def test_failed_leaking_and_injected_runs_are_never_recorded(tmp_path: Path) -> None:
+    [change] = update([results(cell(status="crashed"), cell(model="bert", growth=64 * 1024, status="leak"),
+                               cell(model="u2netp", inject_leak_bytes=4096))], tmp_path)
+    assert not change.added and len(change.skipped) == 3
+    assert not (tmp_path / f"{GLIBC_KEY}.json").exists()
+
+
+def test_compare_names_each_verdict(tmp_path: Path) -> None:
+    update([results(cell(), cell(model="bert"), cell(model="resnet18"))], tmp_path)
+    now = results(cell(compile_peak=40 * MiB), cell(model="bert", compile_peak=2 * MiB),
+                  cell(model="u2netp"), cell(model="resnet18", status="crashed"))
+    c = compare(now, tmp_path)
+    verdict = {(r["model"], r["metric"]): r["verdict"] for r in c.rows}
+    assert verdict[("mlp", "hwm_delta:compile")] == "regression"
+    assert verdict[("mlp", "growth")] == "ok"
+    assert verdict[("bert", "hwm_delta:compile")] == "improvement"
+    assert verdict[("u2netp", "hwm_delta:compile")] == "new"
+    assert verdict[("resnet18", "hwm_delta:compile")] == "missing"
+    assert {r["metric"] for r in c.regressions()} == {"hwm_delta:compile", "rss_delta:compile"}
+    [reg] = [r for r in c.regressions() if r["metric"] == "hwm_delta:compile"]
+    assert reg["cell"] == "reinfer/mlp/default/builtin/glibc" and reg["ratio"] == pytest.approx(4.0)
+    assert reg["baseline"] == 10 * MiB and reg["current"] == 40 * MiB and reg["tolerance"] == 4 * MiB
+    assert set(reg) >= {"cell", "pipeline", "model", "mode", "runtime", "allocator", "metric", "baseline",
+                        "current", "ratio", "tolerance", "verdict"}
+    assert c.env_key == GLIBC_KEY and c.failed() and c.failed(strict=True)
+    assert json.loads(json.dumps(c.to_dict()))["counts"]["regression"] == 2
+
+
+def test_a_cell_without_baseline_fails_only_when_strict(tmp_path: Path) -> None:
+    c = compare(results(cell()), tmp_path)
+    assert c.missing_files == [GLIBC_KEY] and c.new() and not c.regressions()
+    assert not c.failed() and c.failed(strict=True)
+
+
+def test_an_injected_leak_is_compared_with_the_clean_baseline(tmp_path: Path) -> None:
+    update([results(cell())], tmp_path)
+    c = compare(results(cell(growth=64 * 1024, inject_leak_bytes=64 * 1024, status="leak")), tmp_path)
+    assert {r["metric"] for r in c.regressions()} >= {"growth"}
+
+
+def test_merge_combines_shards_and_machines(tmp_path: Path) -> None:
+    shards = []
+    for i, allocator in enumerate(["glibc", "jemalloc", "glibc"]):
+        path = tmp_path / f"shard{i}" / "results.json"
+        write_results(path, [cell(allocator=allocator, compile_peak=(10 + i) * MiB)], FINGERPRINT)
+        shards.append(path)
+    out = tmp_path / "merged"
+    changes = merge(shards, out)
+    assert [c.env_key for c in changes] == [GLIBC_KEY, GLIBC_KEY.replace("glibc", "jemalloc")]
+    glibc = read_baseline(out / f"{GLIBC_KEY}.json")["entries"]["reinfer/mlp/default/builtin"]
+    assert glibc["runs"] == 2 and glibc["metrics"]["hwm_delta:compile"]["spread"] == 2 * MiB
+    # a baseline file is an input too: machines' baselines merge into one folder
+    again = merge([out / f"{GLIBC_KEY}.json"], tmp_path / "copy")
+    assert again[0].added == ["reinfer/mlp/default/builtin"]
+    assert load_dir(tmp_path / "copy")[GLIBC_KEY]["entries"] == load_dir(out)[GLIBC_KEY]["entries"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d["entries"]["reinfer/mlp/default/builtin"]["metrics"]["growth"].pop("tolerance"),
+     "$['entries']['reinfer/mlp/default/builtin']['metrics']['growth']: 'tolerance' is a required property"),
+    (lambda d: d["entries"]["reinfer/mlp/default/builtin"]["metrics"]["steady_rss"].update(value="50 MiB"),
+     "$['entries']['reinfer/mlp/default/builtin']['metrics']['steady_rss']['value']: '50 MiB' is not of type"),
+    (lambda d: d["entries"]["reinfer/mlp/default/builtin"]["metrics"].update(vmrss={}),
+     "$['entries']['reinfer/mlp/default/builtin']['metrics']: 'vmrss' does not match"),
+    (lambda d: d["entries"].update({"reinfer/mlp": d["entries"]["reinfer/mlp/default/builtin"]}),
+     "$['entries']: 'reinfer/mlp' does not match"),
+    (lambda d: d.update(version=2), "$['version']: 1 was expected"),
+])
+def test_schema_rejects_a_malformed_baseline_naming_the_json_path(tmp_path: Path, damage, message: str) -> None:
+    update([results(cell())], tmp_path)
+    path = tmp_path / f"{GLIBC_KEY}.json"
+    data = json.loads(path.read_text())
+    damage(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(BaselineError) as e:
+        read_baseline(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+    with pytest.raises(BaselineError, match="is not of type|required|was expected|does not match"):
+        compare(results(cell()), tmp_path)
+
+
+def test_schema_accepts_the_committed_baselines() -> None:
+    folder = Path(__file__).resolve().parents[2] / "baselines"
+    for path in sorted(folder.glob("*.json")):
+        data = read_baseline(path)
+        assert path.stem == data["env_key"]
+        assert path.read_text() == baselines.dumps(data), f"{path.name} is not in canonical form"
+        validate(data)
