@@ -159,25 +159,12 @@ def group(results: Iterable[Results]) -> dict[tuple[str, str], Group]:
     return out
 
 
-def pooled(cells: Sequence[CellResult]) -> dict[str, tuple[float, float, int]]:
-    """metric -> (median value, spread, runs) over the finished runs of one cell."""
-    runs: dict[str, list[m.Measure]] = defaultdict(list)
-    for c in cells:
-        for name, measure in m.measure(c).items():
-            runs[name].append(measure)
-    return {name: (*m.pool(values), len(values)) for name, values in runs.items()}
-
-
-def _rounded(metric: str, x: float) -> float | int:
-    return round(x, 7) if m.unit(metric) == "seconds" else int(round(x))
-
-
 def make_entry(g: Group, recorded: str, version: str) -> dict[str, Any]:
     spec = g.cells[0].spec
     metrics = {}
-    for name, (value, spread, _) in pooled(g.cells).items():
-        metrics[name] = {"value": _rounded(name, value), "spread": _rounded(name, spread),
-                         "tolerance": _rounded(name, m.tolerance(name, value, spread)), "unit": m.unit(name)}
+    for name, (value, spread, _) in m.pooled(g.cells).items():
+        metrics[name] = {"value": m.rounded(name, value), "spread": m.rounded(name, spread),
+                         "tolerance": m.rounded(name, m.tolerance(name, value, spread)), "unit": m.unit(name)}
     return {"pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode, "runtime": spec.runtime,
             "iterations": spec.iterations, "runs": len(g.cells), "recorded": recorded, "memgate": version,
             "metrics": metrics}
@@ -245,7 +232,7 @@ def apply(existing: dict[str, dict[str, Any]], results: Sequence[Results], direc
                 why = "self-test injection" if (c.spec.inject_leak_bytes or c.spec.inject_fault) else c.status
                 change(key).skipped.append(f"{entry}: not recorded ({why})")
         g.cells = good
-        if not good or not pooled(good):
+        if not good or not m.pooled(good):
             continue
         target = files.setdefault(key, {"schema": SCHEMA, "version": VERSION, "env_key": key, "entries": {}})
         target["environment"] = _environment(good[0])
@@ -401,7 +388,7 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         base_file = stored.get(key)
         entry = (base_file or {}).get("entries", {}).get(entry_name)
         used[key].add(entry_name)
-        current = pooled(g.cells)
+        current = m.pooled(g.cells)
         base_metrics = entry["metrics"] if entry else {}
         if entry and entry["iterations"] != spec.iterations:
             warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "

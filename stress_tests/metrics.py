@@ -131,6 +131,20 @@ def measure(result: CellResult) -> dict[str, Measure]:
     return out
 
 
+def pooled(cells: Sequence[CellResult]) -> dict[str, tuple[float, float, int]]:
+    """metric -> (median value, spread, runs) over the finished runs of one cell."""
+    runs: dict[str, list[Measure]] = {}
+    for c in cells:
+        for name, value in measure(c).items():
+            runs.setdefault(name, []).append(value)
+    return {name: (*pool(values), len(values)) for name, values in runs.items()}
+
+
+def rounded(metric: str, x: float) -> float | int:
+    """Bytes as whole numbers, seconds to 0.1 µs: the stored figures stay short and stable."""
+    return round(x, 7) if unit(metric) == "seconds" else int(round(x))
+
+
 def pool(runs: Sequence[Measure]) -> tuple[float, float]:
     """(median value, spread) of one metric over repeated runs: spread = max(range, within-run spread)."""
     values = [m.value for m in runs]
