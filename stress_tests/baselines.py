@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics as m
+from .pipelines import CASES
 from .profiles import env_key, platform_key, profile_of
 from .results import Results, read_results
 from .spec import CellResult
@@ -390,7 +391,7 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         used[key].add(entry_name)
         current = m.pooled(g.cells)
         base_metrics = entry["metrics"] if entry else {}
-        if entry and entry["iterations"] != spec.iterations:
+        if entry and entry["iterations"] != spec.iterations and CASES[spec.pipeline].iterates:
             warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "
                             f"baseline; growth and steady figures compare best at equal lengths")
         cell = f"{entry_name}/{spec.allocator}" + ("" if profile == "default" else f"/{profile}")

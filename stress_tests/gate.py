@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .adapters import MODES
@@ -199,7 +200,7 @@ def comparison_tables(comparison: Comparison, console: Console, only_changes: bo
         for r in mine:
             ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else ""
             stage = (r["metric"].split(":", 1)[1],) if staged else ()
-            t.add_row(r["cell"], *stage, fmt_value(r, "baseline"), fmt_value(r, "current"), ratio,
+            t.add_row(escape(r["cell"]), *map(escape, stage), fmt_value(r, "baseline"), fmt_value(r, "current"), ratio,
                       fmt_value(r, "tolerance"), verdict_text(r["verdict"]))
         console.print(t)
 
@@ -222,7 +223,7 @@ def comparison_footer(comparison: Comparison, console: Console, strict: bool = F
         console.print(f"[dim]{len(comparison.not_run)} baseline entr{'y' if len(comparison.not_run) == 1 else 'ies'}"
                       f" not in this run[/dim]")
     for w in comparison.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 
 def check_summary(results: Sequence[CellResult], comparison: Comparison, console: Console) -> None:
@@ -252,6 +253,6 @@ def check_summary(results: Sequence[CellResult], comparison: Comparison, console
                     key=lambda r: abs((r["current"] - r["baseline"]) / max(r["tolerance"], 1e-12)), default=None)
         worst_text = (f"{worst['metric']} {fmt_value(worst, 'baseline')} -> {fmt_value(worst, 'current')}"
                       if worst else res.reason[:100])
-        t.add_row(cell, styled(res.status), styled(res.verdict) if res.verdict else "",
-                  verdict_text(summary) if summary else "", worst_text)
+        t.add_row(escape(cell), styled(res.status), styled(res.verdict) if res.verdict else "",
+                  verdict_text(summary) if summary else "", escape(worst_text))
     console.print(t)
