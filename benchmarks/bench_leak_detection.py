@@ -106,7 +106,7 @@ def synthetic_tables(reps: int, cfg: LeakConfig, jobs: int, leaks: Sequence[int]
 
 
 def real_tables(reps: int, iterations: Sequence[int], leaks: Sequence[int], cfg: LeakConfig, jobs: int,
-                pipeline: str = "recompile", model: str = "mlp") -> str:
+                pipeline: str = "recompile", model: str = "mlp", only: Sequence[str] = ()) -> str:
     """Part 2: the runner's cells with ``inject_leak_bytes`` under every installed allocator, ``reps`` each.
 
     The verdict is ``overall`` over VmRSS, VmHWM and RssAnon, as the runner gives it.  The injected
@@ -118,7 +118,7 @@ def real_tables(reps: int, iterations: Sequence[int], leaks: Sequence[int], cfg:
     from stress_tests.runner import run_cells
     from stress_tests.spec import ANALYZED, CellSpec
 
-    names = [f.name for f in allocators.discover() if f.installed]
+    names = [f.name for f in allocators.discover() if f.installed and (not only or f.name in only)]
     specs = [CellSpec(pipeline=pipeline, model=model, allocator=a, iterations=n, inject_leak_bytes=k * 1024,
                       timeout=1800.0)
              for a in names for n in iterations for k in leaks for _ in range(reps)]
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-reps", type=int, default=3, help="real runs per allocator and cell")
     ap.add_argument("--real-iterations", type=int, nargs="+", default=list(ITERATIONS))
     ap.add_argument("--pipeline", default="recompile", help="pipeline of the real cells")
+    ap.add_argument("--allocators", nargs="+", default=[], help="real cells under these only (default: all installed)")
     ap.add_argument("--leaks", type=int, nargs="+", default=list(LEAKS_KIB), help="KiB per iteration")
     ap.add_argument("--out", type=Path, help="also write the Markdown tables to this file")
     args = ap.parse_args(argv)
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(synthetic_tables(args.reps, cfg, args.jobs, args.leaks))
         print(parts[-1], flush=True)
     if args.real:
-        parts.append(real_tables(args.real_reps, args.real_iterations, args.leaks, cfg, args.jobs, args.pipeline))
+        parts.append(real_tables(args.real_reps, args.real_iterations, args.leaks, cfg, args.jobs, args.pipeline,
+                                 only=args.allocators))
         print(parts[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(parts))
