@@ -141,10 +141,16 @@ class Core:
                 return compiled
             info = {"cache": "miss"}
         m = _load(model)
+        del model  # the file's bytes, when the cache read them: not needed once parsed
         threads = self._props["compile_threads"]
+        externals = None
         with ThreadPoolExecutor(threads, thread_name_prefix="compile") if threads > 1 else _no_pool() as pool:
             graph = to_graph(m, mmap=self._props["enable_mmap"],
                              ignore_input_with_initializer=ignore_input_with_initializer, pool=pool)
+            if cache is not None:
+                externals = external_files(m.proto, m.base_dir) if m.proto is not None else []
+            if reduce_constant and m.source != "proto":
+                m.release()  # ailia's reduce_constant: drop the protobuf before the passes' peak
             graph = _apply_input_shapes(graph, shapes)
             missing = [k for k in keep if not _defines(graph, k)]
             if missing:
@@ -153,13 +159,10 @@ class Core:
             graph = run_passes(graph, ctx, disable)
         compiled = CompiledModel(self, graph, mode=mode, keep=keep, pass_stats=ctx.stats,
                                  source=m if not reduce_constant else None)
-        if cache is not None and key is not None and m.proto is not None:
-            externals = external_files(m.proto, m.base_dir)
+        if cache is not None and key is not None and externals is not None:
             exported = cache.store(key, compiled.graph, compiled.static_plan, externals, m.base_dir)
             info = {"cache": "miss" if exported is not None else "error", "blob": str(cache.path(key)),
                     "export_seconds": exported}
-        if reduce_constant and m.source != "proto":
-            m.release()
         info["seconds"] = time.perf_counter() - start
         compiled.compile_info = info
         return compiled

@@ -22,20 +22,29 @@ def _bn_params(bn: Node, graph: Graph) -> tuple[np.ndarray, np.ndarray] | None:
     return scale, beta - mean * scale
 
 
+def _fold(w: np.ndarray, bias: np.ndarray | float, scale: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    new_w = (w.astype(np.float64) * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+    return new_w, (bias * scale + shift).astype(w.dtype)
+
+
 def fold_batchnorm(graph: Graph, ctx: PassContext) -> Graph:
-    """Fold every BatchNormalization that is the only reader of a Conv's output."""
+    """Fold every BatchNormalization that is the only reader of a Conv's output.
+
+    The new filters are computed on ``ctx.pool``; a replaced weight that nothing else reads
+    is dropped at once, so the compile peak holds one old and one new copy of a single
+    layer, not of the whole model.
+    """
     consumers = graph.consumers()
     outputs = set(graph.output_names) | ctx.protected
     producer = graph.producers()
     constants = dict(graph.constants)
     taken = used_names(graph)
-    replaced: dict[str, Node] = {}  # conv name -> new conv
-    dropped: set[str] = set()
+    jobs = []
     for bn in graph.nodes:
         if bn.op_type != "BatchNormalization" or not bn.inputs:
             continue
         conv = producer.get(bn.inputs[0])
-        if conv is None or conv.op_type != "Conv" or conv.activation is not None or conv.name in replaced:
+        if conv is None or conv.op_type != "Conv" or conv.activation is not None:
             continue
         mid = conv.outputs[0]
         if mid in outputs or len(consumers.get(mid, [])) != 1:
@@ -47,21 +56,33 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> Graph:
         params = _bn_params(bn, graph)
         if params is None:
             continue
-        scale, shift = params
         w = constants[conv.inputs[1]]
-        if w.shape[0] != scale.shape[0] or w.dtype.kind != "f":
+        if w.shape[0] != params[0].shape[0] or w.dtype.kind != "f":
             continue
-        bias = constants[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 and conv.inputs[2] else 0.0
-        new_w = (w.astype(np.float64) * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
-        new_b = (bias * scale + shift).astype(w.dtype)
+        has_bias = len(conv.inputs) > 2 and bool(conv.inputs[2])
+        bias = constants[conv.inputs[2]].astype(np.float64) if has_bias else 0.0
+        jobs.append((conv, bn, w, bias, *params))
+    if not jobs:
+        return graph
+
+    def run(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+        _, _, w, bias, scale, shift = job
+        return _fold(w, bias, scale, shift)
+
+    results = list(ctx.pool.map(run, jobs)) if ctx.pool is not None and len(jobs) > 1 else [run(j) for j in jobs]
+    replaced: dict[str, Node] = {}
+    dropped: set[str] = set()
+    readers = {name: len(users) for name, users in consumers.items()}
+    for (conv, bn, *_), (new_w, new_b) in zip(jobs, results):
         wname = unique_name(f"{conv.inputs[1]}__bnfold", taken)
         bname = unique_name(f"{conv.name}__bnfold_bias", taken)
-        constants[wname] = new_w
-        constants[bname] = new_b
+        constants[wname], constants[bname] = new_w, new_b
+        for old in conv.inputs[1:3]:
+            readers[old] = readers.get(old, 1) - 1
+            if old and readers[old] == 0 and old not in outputs:
+                constants.pop(old, None)
         replaced[conv.name] = conv.replace(inputs=[conv.inputs[0], wname, bname], outputs=[bn.outputs[0]])
         dropped.add(bn.name)
-    if not replaced:
-        return graph
     nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in dropped]
     ctx.count("folded_batchnorms", len(dropped))
     return graph.replace(nodes=nodes, constants=constants)
