@@ -249,8 +249,10 @@ def check_summary(results: Sequence[CellResult], comparison: Comparison, console
         rows = by_cell.get(cell, [])
         verdicts = {r["verdict"] for r in rows}
         summary = next((v for v in ("regression", "missing", "improvement", "new", "ok") if v in verdicts), "")
-        worst = max((r for r in rows if r["verdict"] in ("regression", "improvement") and r.get("ratio")),
-                    key=lambda r: abs((r["current"] - r["baseline"]) / max(r["tolerance"], 1e-12)), default=None)
+        # regressions first, then the one furthest beyond its tolerance (a zero baseline has no ratio)
+        worst = max((r for r in rows if r["verdict"] in ("regression", "improvement")),
+                    key=lambda r: (r["verdict"] == "regression",
+                                   abs(r["current"] - r["baseline"]) / max(r["tolerance"], 1e-12)), default=None)
         worst_text = (f"{worst['metric']} {fmt_value(worst, 'baseline')} -> {fmt_value(worst, 'current')}"
                       if worst else res.reason[:100])
         t.add_row(escape(cell), styled(res.status), styled(res.verdict) if res.verdict else "",

@@ -97,3 +97,17 @@ def test_baseline_update_and_merge_print_what_they_did(tmp_path: Path, capsys: p
     assert code == 0 and "2 added" in text and "+ reinfer/bert/default/builtin" in text
     code, text = run(capsys, "baseline", "merge", str(path), str(path), "--out", str(tmp_path / "m"))
     assert code == 0 and "2 added" in text
+
+
+def test_check_summary_names_the_worst_regression_even_from_a_zero_baseline(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from stress_tests.baselines import compare
+
+    update([results(cell())], tmp_path)
+    leaked = cell(growth=64 * 1024, status="leak", inject_leak_bytes=64 * 1024)
+    comparison = compare(results(leaked), tmp_path)
+    console = Console(record=True, width=200)
+    gate.check_summary([leaked], comparison, console)
+    text = console.export_text()
+    assert "reinfer/mlp/default/builtin/glibc" in text and "regression" in text and "growth" in text
