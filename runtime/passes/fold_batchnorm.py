@@ -22,7 +22,9 @@ def _bn_params(bn: Node, graph: Graph) -> tuple[np.ndarray, np.ndarray] | None:
     return scale, beta - mean * scale
 
 
-def _fold(w: np.ndarray, bias: np.ndarray | float, scale: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fold(
+    w: np.ndarray, bias: np.ndarray | float, scale: np.ndarray, shift: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     new_w = (w.astype(np.float64) * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
     return new_w, (bias * scale + shift).astype(w.dtype)
 
