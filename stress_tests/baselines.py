@@ -20,8 +20,6 @@ uses the stored one. Files are written sorted, indented and atomically (temp fil
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics as m
+from .atomic import write_atomic
 from .pipelines import CASES
 from .profiles import env_key, platform_key, profile_of
 from .results import Results, read_results
@@ -111,32 +110,7 @@ def dumps(data: dict[str, Any]) -> str:
 def write_baseline(path: str | Path, data: dict[str, Any]) -> None:
     """Validate, then write atomically: a reader (or a crash) sees the old file or the new one, never half."""
     validate(data, str(path))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would commit an unreadable file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dumps(data))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _quiet():
-            os.unlink(tmp)
-        raise
-    with _quiet():  # the rename itself survives a power cut only once the folder is synced
-        dirfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
-
-
-def _quiet() -> Any:
-    import contextlib
-
-    return contextlib.suppress(OSError)
+    write_atomic(path, dumps(data))
 
 
 # ----------------------------------------------------------------------------- results -> entries

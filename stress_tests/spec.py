@@ -217,25 +217,9 @@ def _build(cls: type, d: dict[str, Any]) -> Any:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON so that a reader sees the old file or the whole new one, never a torn one."""
-    import os
-    import tempfile
+    from .atomic import write_atomic
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from CI users
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(finite(data), f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(finite(data), indent=1, allow_nan=False) + "\n")
 
 
 def finite(data: Any) -> Any:
@@ -248,8 +232,3 @@ def finite(data: Any) -> Any:
         return [finite(v) for v in data]
     return data
 
-
-def _suppress() -> Any:
-    import contextlib
-
-    return contextlib.suppress(OSError)

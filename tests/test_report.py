@@ -189,7 +189,7 @@ def test_a_failed_write_keeps_the_old_file_whole(tmp_path: Path, monkeypatch: py
     def refuse(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("stress_tests.report.common.os.replace", refuse)
+    monkeypatch.setattr("stress_tests.atomic.os.replace", refuse)
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, "new\n" * 1000)
     assert target.read_text() == "old\n"

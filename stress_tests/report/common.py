@@ -6,15 +6,13 @@ reads the same in each of them.
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic  # noqa: F401  (re-exported: the report modules write through it)
 from ..spec import ANALYZED, BAD_STATUSES, CellResult
 from ..units import format_size
 
@@ -221,28 +219,6 @@ def tolerance_text(metric: str, tol: Any) -> str:
     if tol is None:
         return "—"
     return "±" + value_text(metric, tol) if isinstance(tol, (int, float)) else str(tol)
-
-
-# ----------------------------------------------------------------------------- files
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write so a reader (a CI upload, a browser) sees the old file or the whole new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide a report from a web server or another CI user
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def mib(value: float | None) -> float | None:
