@@ -1,4 +1,4 @@
-"""Test tiers: the quick tier runs by default; ``--full`` adds the nightly tier (marker ``full``)."""
+"""Test tiers (the quick tier by default; ``--full`` adds marker ``full``) and the suites' allocator settings."""
 
 from __future__ import annotations
 
@@ -18,3 +18,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = quick
+
+
+@pytest.fixture(scope="session")
+def cell_settings() -> dict[str, object]:
+    """allocator, tunables and trim flag from MEMGATE_ALLOCATOR / MEMGATE_TUNABLES (the tox factors);
+    skips when that allocator is not installed here."""
+    from stress_tests.allocators import find
+    from stress_tests.profiles import ProfileError, from_environment
+
+    try:
+        allocator, tunables, trim = from_environment()
+    except ProfileError as e:
+        pytest.fail(str(e), pytrace=False)
+    found = find(allocator)
+    if not found.installed:
+        pytest.skip(found.hint)
+    return {"allocator": allocator, "tunables": tunables, "trim": trim}

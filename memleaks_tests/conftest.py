@@ -13,23 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stress_tests.allocators import find
-from stress_tests.profiles import ProfileError, from_environment
 from stress_tests.runner import run_cells
 from stress_tests.spec import CellResult, CellSpec
-
-
-@pytest.fixture(scope="session")
-def cell_settings() -> dict[str, object]:
-    """allocator, tunables and trim flag from MEMGATE_ALLOCATOR / MEMGATE_TUNABLES; skips if not installed."""
-    try:
-        allocator, tunables, trim = from_environment()
-    except ProfileError as e:
-        pytest.fail(str(e), pytrace=False)
-    found = find(allocator)
-    if not found.installed:
-        pytest.skip(found.hint)
-    return {"allocator": allocator, "tunables": tunables, "trim": trim}
 
 
 class CellBatch:

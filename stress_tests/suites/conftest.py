@@ -7,22 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stress_tests.allocators import find
-from stress_tests.profiles import ProfileError, from_environment
-
-
-@pytest.fixture(scope="session")
-def cell_settings() -> dict[str, object]:
-    """allocator, tunables and trim flag from MEMGATE_ALLOCATOR / MEMGATE_TUNABLES; skips if not installed."""
-    try:
-        allocator, tunables, trim = from_environment()
-    except ProfileError as e:
-        pytest.fail(str(e), pytrace=False)
-    found = find(allocator)
-    if not found.installed:
-        pytest.skip(found.hint)
-    return {"allocator": allocator, "tunables": tunables, "trim": trim}
-
 
 @pytest.fixture(scope="session")
 def zoo_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
