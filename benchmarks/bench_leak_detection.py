@@ -3,8 +3,9 @@
 Part 1 (always): seeded synthetic series shaped like the real ones the harness records (below).
 Part 2 (``--real``): real cells through the runner, with the self-test leak injection, per allocator.
 
-    python benchmarks/bench_leak_detection.py --reps 400 --out bench_leak.md
-    python benchmarks/bench_leak_detection.py --real --real-reps 5 --out bench_leak_real.md
+    python benchmarks/bench_leak_detection.py --reps 400 --out bench_leak.md            # ~13 min on 2 cores
+    python benchmarks/bench_leak_detection.py --no-synthetic --real --real-reps 4 --out bench_leak_real.md
+    python benchmarks/bench_leak_detection.py --no-synthetic --real --allocators jemalloc --real-iterations 300
 
 A cell's detection rate is the share of repetitions whose verdict (``overall`` of VmRSS/RssAnon/VmHWM
 for part 2, the RssAnon-like series alone for part 1) is ``leak``; the 0 KiB column is the false-positive
@@ -38,7 +39,7 @@ def synthetic(n: int, leak: float, rng: np.random.Generator, profile: str) -> np
     and mimalloc: a step-like warm-up of 2-12 MiB, mostly within the first 30 iterations; page creep (a page
     every ~40 iterations); "quiet" (glibc/tcmalloc reinfer: little else), "trim" (glibc recompile: the
     heap is trimmed and regrown, 1-10 MiB level changes that persist for hundreds of iterations), "noisy"
-    (mimalloc recompile: MiB-sized jumps every iteration on a slowly wandering level, sd ~2.5 MiB).
+    (mimalloc recompile: MiB-sized jumps every iteration on a level that drifts, sd ~2 MiB).
     Any profile may get a one-time allocation (an upward step at a random time) and a purge (a
     downward step). Everything is quantized to 4 KiB pages.  Leaks are not absorbed by free memory
     here (real allocators do absorb them; part 2 shows it).
