@@ -119,6 +119,23 @@ def test_a_purge_over_a_leak_in_noise_is_never_no_leak(seed: int) -> None:
     assert v.verdict != "no-leak", v.reason
 
 
+def test_refill_after_a_purge_is_not_a_leak_until_it_passes_the_old_level() -> None:
+    # jemalloc narenas:1 under 4 threads: flat, a purge of ~1 MiB, then the pages are touched again
+    y = np.array(series(600, 13, noise_pages=1))
+    y[300:] -= 1 * MiB
+    y[300:560] += np.floor(np.arange(260) * (1 * MiB + 64 * KiB) / 260 / PAGE) * PAGE
+    y[560:] += 1 * MiB + 64 * KiB
+    v = verdict(list(y))
+    assert v.verdict != "leak", v.reason
+    assert v.verdict == "no-leak" or (v.needed_iterations is not None and v.needed_iterations > 600)
+
+
+def test_leak_that_grows_before_and_after_a_purge_is_a_leak() -> None:
+    y = np.array(series(600, 14, leak=8 * KiB, noise_pages=1))
+    y[300:] -= 6 * MiB  # startup pages released late; the leak goes on underneath
+    assert verdict(list(y)).verdict == "leak"
+
+
 def test_one_late_page_is_not_a_leak() -> None:
     y = [100 * MiB] * 30 + [100 * MiB + PAGE] * 5
     assert verdict(y).verdict != "leak"
