@@ -11,11 +11,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union  # noqa: UP035
+from typing import Any, TypeGuard, Union  # noqa: UP035
 
 import numpy as np
 
+from .errors import ShapeError
+
 Dim = Union[int, str, None]  # noqa: UP007  an int, a symbolic name, or unknown
+
+
+def is_static(shape: Sequence[Dim]) -> TypeGuard[tuple[int, ...]]:
+    """True when every dim is a concrete int (no symbolic name, no unknown)."""
+    return isinstance(shape, tuple) and all(isinstance(d, int) for d in shape)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,18 @@ class TensorInfo:
     @property
     def static(self) -> bool:
         return all(isinstance(d, int) for d in self.shape)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The shape as ints, for code that only ever sees static shapes (kernels, planner).
+
+        Lowering rejects non-static shapes before any kernel is prepared, so the error is
+        a guard against a caller that skipped it, not a path a model can reach.
+        """
+        shape = self.shape
+        if not is_static(shape):
+            raise ShapeError(f"shape {shape_str(shape)} is not static")
+        return shape
 
     @property
     def size(self) -> int:

@@ -68,7 +68,7 @@ def conv_geometry(
 ) -> tuple[list[int], list[int], list[int], list[int]]:
     """(strides, dilations, pads, output spatial dims) for a sliding-window op."""
     n = len(kernel)
-    spatial = [int(d) for d in x.shape[2:]]
+    spatial = list(x.dims[2:])
     if len(spatial) != n:
         raise ShapeError(f"input of rank {len(x.shape)} does not fit a {n}-d kernel")
     st = list(strides) if strides else [1] * n
@@ -91,9 +91,9 @@ def Conv(
 ) -> Kernel:
     if len(x.shape) < 3 or len(w.shape) != len(x.shape):
         raise ShapeError(f"input {list(x.shape)} and weight {list(w.shape)} ranks do not fit")
-    N, C = int(x.shape[0]), int(x.shape[1])
-    M, Cg = int(w.shape[0]), int(w.shape[1])
-    k = [int(d) for d in w.shape[2:]]
+    N, C = x.dims[0], x.dims[1]
+    M, Cg = w.dims[0], w.dims[1]
+    k = list(w.dims[2:])
     if kernel_shape and list(kernel_shape) != k:
         raise ShapeError(f"kernel_shape {kernel_shape} differs from weight shape {k}")
     G = int(group)
@@ -106,7 +106,7 @@ def Conv(
     dtype = x.dtype
     out = info(dtype, [N, M, *out_sp])
     padded = any(p)
-    pshape = [N, C] + [int(x.shape[2 + i]) + p[i] + p[i + n] for i in range(n)]
+    pshape = [N, C] + [x.dims[2 + i] + p[i] + p[i + n] for i in range(n)]
     osz = int(np.prod(out_sp))
     ksz = int(np.prod(k))
     act = ctx.activation
@@ -131,12 +131,12 @@ def Conv(
     pointwise = ksz == 1 and not padded and G == 1
 
     if pointwise and all(s == 1 for s in st):
-        def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
+        def run_pointwise(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
             o = outs[0]
             np.matmul(ins[1].reshape(M, C), ins[0].reshape(N, C, osz), out=o.reshape(N, M, osz))
             finish(ins, o)
 
-        return Kernel([out], run)
+        return Kernel([out], run_pointwise)
 
     Kg = Cg * ksz
     Mg = M // G
@@ -150,7 +150,7 @@ def Conv(
     col_i = len(scratch) - 1
     tiles = [(r, min(r + rows, rows_total)) for r in range(0, rows_total, rows)]
 
-    def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
+    def run_im2col(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         src = source(ins, scr)
         o = outs[0]
         col = scr[col_i]
@@ -167,4 +167,4 @@ def Conv(
                 np.matmul(wg, chunk, out=out_i[:, :, r0 * row_px:r0 * row_px + p])
         finish(ins, o)
 
-    return Kernel([out], run, scratch=scratch)
+    return Kernel([out], run_im2col, scratch=scratch)

@@ -70,15 +70,15 @@ def ConvTranspose(
         raise ShapeError(f"input {list(x.shape)} and weight {list(w.shape)} ranks do not fit")
     if x.dtype.kind != "f" or w.dtype != x.dtype:
         raise ShapeError(f"ConvTranspose needs matching float input and weight, got {x.dtype} and {w.dtype}")
-    N, C = int(x.shape[0]), int(x.shape[1])
+    N, C = x.dims[0], x.dims[1]
     G = int(group)
-    k = [int(d) for d in w.shape[2:]]
+    k = list(w.dims[2:])
     n = len(k)
     if kernel_shape and list(kernel_shape) != k:
         raise ShapeError(f"kernel_shape {kernel_shape} differs from weight shape {k}")
-    if G < 1 or C % G or int(w.shape[0]) != C:
+    if G < 1 or C % G or w.dims[0] != C:
         raise ShapeError(f"channels {C} / weight {list(w.shape)} do not fit group={G}")
-    Mg = int(w.shape[1])
+    Mg = w.dims[1]
     M, Cg = Mg * G, C // G
     if b is not None and tuple(b.shape) != (M,):
         raise ShapeError(f"bias shape {list(b.shape)} should be [{M}]")
@@ -89,7 +89,7 @@ def ConvTranspose(
         raise ShapeError(f"strides {st}, dilations {dl}, output_padding {op} must have {n} entries")
     if min(st) < 1 or min(dl) < 1:
         raise ShapeError(f"strides {st} and dilations {dl} must be positive")
-    spatial = [int(d) for d in x.shape[2:]]
+    spatial = list(x.dims[2:])
     p, out_sp = transpose_pads(spatial, k, st, dl, op, auto_pad, pads, output_shape)
     # Every tap writes inside [0, full); output position o reads full position o + pads_begin.
     full = [st[i] * (spatial[i] - 1) + dl[i] * (k[i] - 1) + 1 for i in range(n)]

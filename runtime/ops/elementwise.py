@@ -108,7 +108,7 @@ def make_activation(spec: list[Any] | None) -> Callable[[np.ndarray], None] | No
 
 
 def _unary(x: TensorInfo, fn: Callable[[np.ndarray, np.ndarray], Any], dtype: Any = None) -> Kernel:
-    out = info(dtype or x.dtype, x.shape)
+    out = info(dtype or x.dtype, x.dims)
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         fn(ins[0], outs[0])
@@ -157,7 +157,7 @@ def _act_kernel(x: TensorInfo, name: str, fn: InplaceFn, **attrs: Any) -> Kernel
             np.copyto(o, ins[0])
         fn(o, **attrs)
 
-    return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
 
 
 @register("Relu", inplace=True)
@@ -190,7 +190,7 @@ def HardSwish(ctx: OpContext, x: TensorInfo) -> Kernel:
         np.multiply(a, scratch[0], out=o)
 
     _float(x, "HardSwish")
-    return Kernel([info(x.dtype, x.shape)], run, scratch=[info(x.dtype, x.shape)], inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, scratch=[info(x.dtype, x.dims)], inplace=[(0, 0)])
 
 
 @register("Elu", inplace=True)
@@ -274,7 +274,7 @@ def Gelu(ctx: OpContext, x: TensorInfo, *, approximate: str = "none") -> Kernel:
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         fn(ins[0], outs[0], scratch[0])
 
-    return Kernel([info(x.dtype, x.shape)], run, scratch=[info(x.dtype, x.shape)], inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, scratch=[info(x.dtype, x.dims)], inplace=[(0, 0)])
 
 
 @register("Clip", 1, inplace=True)
@@ -318,7 +318,7 @@ def Clip_11(ctx: OpContext, x: TensorInfo, lo: TensorInfo | None = None, hi: Ten
             else:
                 np.copyto(outs[0], a)
 
-        return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+        return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
 
     def fn(a: np.ndarray, o: np.ndarray) -> None:
         if o is not a:
@@ -355,7 +355,7 @@ def Cast(ctx: OpContext, x: TensorInfo, *, to: Any, saturate: int = 1) -> Kernel
         with np.errstate(all="ignore"):
             np.copyto(outs[0], ins[0], casting="unsafe")
 
-    return Kernel([info(dtype, x.shape)], run, inplace=[(0, 0)] if dtype == x.dtype else [])
+    return Kernel([info(dtype, x.dims)], run, inplace=[(0, 0)] if dtype == x.dtype else [])
 
 
 # ---------------------------------------------------------------------- binary
@@ -365,8 +365,8 @@ def _binary_kernel(
     a: TensorInfo, b: TensorInfo, ufunc: Callable[..., Any], out_dtype: Any = None,
     b_view: tuple[int, ...] | None = None, activation: Callable[[np.ndarray], None] | None = None,
 ) -> Kernel:
-    b_shape = b_view if b_view is not None else b.shape
-    shape = broadcast(a.shape, b_shape)
+    b_shape = b_view if b_view is not None else b.dims
+    shape = broadcast(a.dims, b_shape)
     dtype = np.dtype(out_dtype) if out_dtype is not None else a.dtype
     inplace = [(0, i) for i, x in ((0, a), (1, b)) if x.dtype == dtype and tuple(x.shape) == shape]
 
@@ -393,7 +393,7 @@ def _legacy_view(a: TensorInfo, b: TensorInfo, broadcast_: int, axis: int | None
     trailing = rank - axis - len(b.shape)
     if trailing < 0:
         raise ShapeError(f"B of rank {len(b.shape)} does not fit A of rank {rank} at axis {axis}")
-    return tuple(b.shape) + (1,) * trailing
+    return b.dims + (1,) * trailing
 
 
 def _int_div(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
@@ -475,21 +475,21 @@ def PRelu(ctx: OpContext, x: TensorInfo, slope: TensorInfo) -> Kernel:
     view = None
     rank = len(x.shape)
     if rank > 2 and len(slope.shape) == 1 and slope.shape[0] == x.shape[1] and x.shape[1] != x.shape[-1]:
-        view = (slope.shape[0],) + (1,) * (rank - 2)
+        view = (slope.dims[0],) + (1,) * (rank - 2)
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         a = ins[0]
         s = ins[1] if view is None else ins[1].reshape(view)
         np.copyto(outs[0], np.where(a < 0, a * s, a))
 
-    broadcast(x.shape, view or slope.shape)
-    return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+    broadcast(x.dims, view or slope.dims)
+    return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
 
 
 @register("Where", 9)
 def Where(ctx: OpContext, cond: TensorInfo, x: TensorInfo, y: TensorInfo) -> Kernel:
     dtype = same_dtype(x, y)
-    shape = broadcast(cond.shape, x.shape, y.shape)
+    shape = broadcast(cond.dims, x.dims, y.dims)
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         np.copyto(outs[0], ins[2])
@@ -507,7 +507,7 @@ def _variadic(name: str, reduce: Callable[..., Any], mean: bool = False) -> None
         if not xs:
             raise ShapeError(f"{name} needs at least one input")
         dtype = same_dtype(*xs)
-        shape = broadcast(*[x.shape for x in xs])
+        shape = broadcast(*[x.dims for x in xs])
         inplace = [(0, i) for i, x in enumerate(xs) if tuple(x.shape) == shape]
 
         def run(ins: Any, outs: Any, scratch: Any) -> None:

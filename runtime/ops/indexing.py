@@ -37,8 +37,8 @@ def Gather(ctx: OpContext, data: TensorInfo, indices: TensorInfo, *, axis: int =
     _indices(indices)
     rank = len(data.shape)
     ax = norm_axis(axis, rank)
-    n = int(data.shape[ax])  # type: ignore[arg-type]
-    shape = list(data.shape[:ax]) + list(indices.shape) + list(data.shape[ax + 1:])
+    n = data.dims[ax]
+    shape = list(data.dims[:ax]) + list(indices.dims) + list(data.dims[ax + 1:])
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         _check_range(ins[1], n, "Gather indices")
@@ -55,17 +55,17 @@ def GatherElements(ctx: OpContext, data: TensorInfo, indices: TensorInfo, *, axi
     if len(indices.shape) != rank:
         raise ShapeError(f"indices rank {len(indices.shape)} differs from data rank {rank}")
     ax = norm_axis(axis, rank)
-    if any(i > d for a, (i, d) in enumerate(zip(indices.shape, data.shape)) if a != ax):  # type: ignore[operator]
+    if any(i > d for a, (i, d) in enumerate(zip(indices.dims, data.dims)) if a != ax):
         raise ShapeError(f"indices {list(indices.shape)} exceed data {list(data.shape)} outside axis {ax}")
     # take_along_axis broadcasts the other axes; ONNX reads only the leading block of them.
-    block = tuple(slice(None) if a == ax else slice(0, int(i)) for a, i in enumerate(indices.shape))  # type: ignore[arg-type]
-    n = int(data.shape[ax])  # type: ignore[arg-type]
+    block = tuple(slice(None) if a == ax else slice(0, i) for a, i in enumerate(indices.dims))
+    n = data.dims[ax]
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         _check_range(ins[1], n, "GatherElements indices")
         np.copyto(outs[0], np.take_along_axis(ins[0][block], ins[1], axis=ax))
 
-    return Kernel([info(data.dtype, indices.shape)], run)
+    return Kernel([info(data.dtype, indices.dims)], run)
 
 
 def _nd_index(data_shape: tuple[int, ...], indices: np.ndarray, b: int) -> tuple[Any, ...]:
@@ -83,8 +83,8 @@ def _nd_index(data_shape: tuple[int, ...], indices: np.ndarray, b: int) -> tuple
 def GatherND(ctx: OpContext, data: TensorInfo, indices: TensorInfo, *, batch_dims: int = 0) -> Kernel:
     _indices(indices)
     b = int(batch_dims)
-    dshape = tuple(int(d) for d in data.shape)  # type: ignore[arg-type]
-    ishape = tuple(int(d) for d in indices.shape)  # type: ignore[arg-type]
+    dshape = data.dims
+    ishape = indices.dims
     if not ishape or b < 0 or b >= min(len(dshape), len(ishape)) or dshape[:b] != ishape[:b]:
         raise ShapeError(f"data {list(dshape)} and indices {list(ishape)} do not fit batch_dims={b}")
     k = ishape[-1]
@@ -102,19 +102,19 @@ def GatherND(ctx: OpContext, data: TensorInfo, indices: TensorInfo, *, batch_dim
 
 # ---------------------------------------------------------------------- Scatter
 
-_REDUCE: dict[str, Callable[..., Any] | None] = {
+_REDUCE: dict[str, np.ufunc | None] = {
     "none": None, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum,
 }
 
 
-def _reduction(reduction: str, allowed: tuple[str, ...]) -> Callable[..., Any] | None:
+def _reduction(reduction: str, allowed: tuple[str, ...]) -> np.ufunc | None:
     if reduction not in allowed:
         raise ShapeError(f"reduction {reduction!r} not supported in this opset; expected one of {list(allowed)}")
     return _REDUCE[reduction]
 
 
 def _scatter_elements(data: TensorInfo, indices: TensorInfo, updates: TensorInfo, axis: int,
-                      ufunc: Callable[..., Any] | None) -> Kernel:
+                      ufunc: np.ufunc | None) -> Kernel:
     _indices(indices)
     same_dtype(data, updates)
     rank = len(data.shape)
@@ -122,9 +122,9 @@ def _scatter_elements(data: TensorInfo, indices: TensorInfo, updates: TensorInfo
         raise ShapeError(f"indices {list(indices.shape)} and updates {list(updates.shape)} must match, "
                          f"with the rank of data {list(data.shape)}")
     ax = norm_axis(axis, rank)
-    n = int(data.shape[ax])  # type: ignore[arg-type]
+    n = data.dims[ax]
     # Open-mesh coordinates of every update along the other axes.
-    grid = np.ogrid[tuple(slice(0, int(d)) for d in indices.shape)]  # type: ignore[arg-type]
+    grid = np.ogrid[tuple(slice(0, d) for d in indices.dims)]
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         o = outs[0]
@@ -135,9 +135,9 @@ def _scatter_elements(data: TensorInfo, indices: TensorInfo, updates: TensorInfo
         if ufunc is None:
             o[where] = ins[2]
         else:
-            ufunc.at(o, where, ins[2])  # type: ignore[attr-defined]
+            ufunc.at(o, where, ins[2])
 
-    return Kernel([info(data.dtype, data.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(data.dtype, data.dims)], run, inplace=[(0, 0)])
 
 
 @register("Scatter", 9, inplace=True)
@@ -164,11 +164,11 @@ def ScatterElements(ctx: OpContext, data: TensorInfo, indices: TensorInfo, updat
 
 
 def _scatter_nd(data: TensorInfo, indices: TensorInfo, updates: TensorInfo,
-                ufunc: Callable[..., Any] | None) -> Kernel:
+                ufunc: np.ufunc | None) -> Kernel:
     _indices(indices)
     same_dtype(data, updates)
-    dshape = tuple(int(d) for d in data.shape)  # type: ignore[arg-type]
-    ishape = tuple(int(d) for d in indices.shape)  # type: ignore[arg-type]
+    dshape = data.dims
+    ishape = indices.dims
     if not ishape or ishape[-1] > len(dshape):
         raise ShapeError(f"indices {list(ishape)} do not index data {list(dshape)}")
     k = ishape[-1]
@@ -186,9 +186,9 @@ def _scatter_nd(data: TensorInfo, indices: TensorInfo, updates: TensorInfo,
         if ufunc is None:
             o.reshape(flat)[where] = upd
         else:
-            ufunc.at(o.reshape(flat), where, upd)  # type: ignore[attr-defined]
+            ufunc.at(o.reshape(flat), where, upd)
 
-    return Kernel([info(data.dtype, data.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(data.dtype, data.dims)], run, inplace=[(0, 0)])
 
 
 @register("ScatterND", 11, inplace=True)
@@ -220,7 +220,7 @@ def OneHot(ctx: OpContext, indices: TensorInfo, depth: TensorInfo, values: Tenso
         raise ShapeError(f"values must hold [off, on], got shape {list(values.shape)}")
     rank = len(indices.shape)
     ax = norm_axis(axis, rank + 1)
-    shape = list(indices.shape)
+    shape = list(indices.dims)
     shape.insert(ax, d)
     classes = np.arange(d).reshape([d if i == ax else 1 for i in range(rank + 1)])
 
@@ -240,10 +240,10 @@ def OneHot(ctx: OpContext, indices: TensorInfo, depth: TensorInfo, values: Tenso
 def _topk(ctx: OpContext, x: TensorInfo, k: int, axis: int, largest: int, sorted_: int) -> Kernel:
     rank = len(x.shape)
     ax = norm_axis(axis, rank)
-    n = int(x.shape[ax])  # type: ignore[arg-type]
+    n = x.dims[ax]
     if not 0 <= k <= n:
         raise ShapeError(f"k={k} out of range for axis {ax} of size {n}")
-    shape = list(x.shape)
+    shape = list(x.dims)
     shape[ax] = k
     head = (slice(None),) * ax + (slice(0, k),)
 
@@ -280,10 +280,10 @@ def TopK(ctx: OpContext, x: TensorInfo, k: TensorInfo, *, axis: int = -1, larges
 def _arg(x: TensorInfo, fn: Callable[..., Any], axis: int, keepdims: int, last: int) -> Kernel:
     rank = len(x.shape)
     ax = norm_axis(axis, rank)
-    n = int(x.shape[ax])  # type: ignore[arg-type]
+    n = x.dims[ax]
     if n == 0:
         raise ShapeError(f"cannot take an arg-extremum over empty axis {ax}")
-    shape = list(x.shape)
+    shape = list(x.dims)
     if keepdims:
         shape[ax] = 1
     else:

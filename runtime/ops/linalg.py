@@ -28,20 +28,21 @@ def _gemm(
     dtype = same_dtype(a, b)
     if len(a.shape) != 2 or len(b.shape) != 2:
         raise ShapeError(f"Gemm needs 2-D A and B, got {list(a.shape)} and {list(b.shape)}")
-    m, k = (a.shape[1], a.shape[0]) if trans_a else (a.shape[0], a.shape[1])
-    k2, n = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
+    (a0, a1), (b0, b1) = a.dims, b.dims
+    m, k = (a1, a0) if trans_a else (a0, a1)
+    k2, n = (b1, b0) if trans_b else (b0, b1)
     if k != k2:
         raise ShapeError(f"Gemm inner dimensions differ: op(A) is [{m},{k}], op(B) is [{k2},{n}]")
-    shape = (int(m), int(n))
+    shape = (m, n)
     use_c = c is not None and beta != 0
     scratch: list[TensorInfo] = []
     if c is not None:
         if legacy_broadcast == 0 and tuple(c.shape) != shape:
             raise ShapeError(f"C {list(c.shape)} must be {list(shape)} when broadcast=0")
-        if len(c.shape) > 2 or broadcast(c.shape, shape) != shape:
+        if len(c.shape) > 2 or broadcast(c.dims, shape) != shape:
             raise ShapeError(f"C {list(c.shape)} does not broadcast to the output {list(shape)}")
         if use_c and beta != 1:
-            scratch.append(info(dtype, c.shape))
+            scratch.append(info(dtype, c.dims))
     act = ctx.activation
 
     def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
@@ -104,11 +105,11 @@ def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
 def MatMul(ctx: OpContext, a: TensorInfo, b: TensorInfo) -> Kernel:
     """Numpy-semantics MatMul (versions 9 and 13 only widen types)."""
     dtype = same_dtype(a, b)
-    shape = matmul_shape(a.shape, b.shape)
+    shape = matmul_shape(a.dims, b.dims)
     act = ctx.activation
     # [..., M, K] @ [K, N]: fold the leading axes into M for one large GEMM.
     flat = len(a.shape) > 2 and len(b.shape) == 2
-    k = int(a.shape[-1])
+    k = a.dims[-1]
     rows = int(np.prod(shape[:-1])) if flat else 0
 
     def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:

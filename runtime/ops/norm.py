@@ -51,10 +51,10 @@ def _batchnorm(
             ctx.node.op_type, ctx.node.domain, ctx.opset, ctx.node.name,
             f"outputs {extra} exist only in training mode, which is not supported (export in eval mode)",
         )
-    c = int(x.shape[1])
-    full = tuple(int(d) for d in x.shape[1:])
+    c = x.dims[1]
+    full = x.dims[1:]
     # Work on (N, C, rest) so each channel's scale/shift covers one long contiguous row.
-    x_view = (int(x.shape[0]), c, int(np.prod(full[1:])))
+    x_view = (x.dims[0], c, int(np.prod(full[1:])))
     if spatial == 0 and all(tuple(p.shape) == full for p in params):
         view = (c, x_view[2])  # legacy spatial=0: one statistic per (channel, position)
     elif all(tuple(p.shape) == (c,) for p in params):
@@ -73,7 +73,7 @@ def _batchnorm(
         np.multiply(ins[0].reshape(x_view), a.astype(dtype).reshape(view), out=o)
         o += b.astype(dtype).reshape(view)
 
-    return Kernel([info(dtype, x.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(dtype, x.dims)], run, inplace=[(0, 0)])
 
 
 @register("BatchNormalization", 1)
@@ -118,11 +118,11 @@ def InstanceNormalization(
     _float(x, "InstanceNormalization")
     if len(x.shape) < 3:
         raise ShapeError(f"InstanceNormalization needs an input of rank >= 3, got {list(x.shape)}")
-    n, c = int(x.shape[0]), int(x.shape[1])
+    n, c = x.dims[0], x.dims[1]
     for name, p in (("scale", scale), ("B", bias)):
         if tuple(p.shape) != (c,):
             raise ShapeError(f"{name} shape {list(p.shape)} should be [{c}]")
-    v = (n * c, int(np.prod(x.shape[2:])))
+    v = (n * c, int(np.prod(x.dims[2:])))
 
     def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         xv, ov = ins[0].reshape(v), outs[0].reshape(v)
@@ -131,7 +131,7 @@ def InstanceNormalization(
         o3 *= ins[1].reshape(1, c, 1)
         o3 += ins[2].reshape(1, c, 1)
 
-    return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
 
 
 # -------------------------------------------------------------- LayerNormalization
@@ -151,16 +151,16 @@ def LayerNormalization(
     stash = onnx_dtype(stash_type)
     if stash.kind != "f":
         raise ShapeError(f"stash_type {stash_type} is not a floating-point type")
-    norm_shape = tuple(int(d) for d in x.shape[ax:])
+    norm_shape = x.dims[ax:]
     for name, p in (("Scale", scale), ("B", bias)):
         if p is not None and (len(p.shape) > len(norm_shape) or
-                              np.broadcast_shapes(tuple(p.shape), norm_shape) != norm_shape):
+                              np.broadcast_shapes(p.dims, norm_shape) != norm_shape):
             raise ShapeError(f"{name} shape {list(p.shape)} does not broadcast to {list(norm_shape)}")
-    rows = int(np.prod(x.shape[:ax]))
+    rows = int(np.prod(x.dims[:ax]))
     v = (rows, int(np.prod(norm_shape)))
-    stat_shape = tuple(int(d) for d in x.shape[:ax]) + (1,) * (rank - ax)
+    stat_shape = x.dims[:ax] + (1,) * (rank - ax)
     converts = stash != x.dtype
-    scratch = [info(stash, x.shape)] if converts else []
+    scratch = [info(stash, x.dims)] if converts else []
 
     def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         o = outs[0]
@@ -180,7 +180,7 @@ def LayerNormalization(
         if len(outs) > 2 and outs[2] is not None:
             np.copyto(outs[2], inv.reshape(stat_shape), casting="unsafe")
 
-    outputs = [info(x.dtype, x.shape), info(stash, stat_shape), info(stash, stat_shape)]
+    outputs = [info(x.dtype, x.dims), info(stash, stat_shape), info(stash, stat_shape)]
     return Kernel(outputs, run, scratch=scratch, inplace=[(0, 0)])
 
 
@@ -197,7 +197,7 @@ def LRN(
         raise ShapeError(f"LRN needs an input of rank >= 3, got {list(x.shape)}")
     if size < 1:
         raise ShapeError(f"size must be positive, got {size}")
-    c = int(x.shape[1])
+    c = x.dims[1]
     lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
     t = x.dtype.type
 
@@ -216,4 +216,4 @@ def LRN(
         np.power(o, t(beta), out=o)
         np.divide(a, o, out=o)
 
-    return Kernel([info(x.dtype, x.shape)], run, scratch=[info(x.dtype, x.shape)])
+    return Kernel([info(x.dtype, x.dims)], run, scratch=[info(x.dtype, x.dims)])

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import KernelError, ShapeError
 from ..ir import TensorInfo
 from .common import const, info, ints, norm_axes
 from .registry import Kernel, OpContext, register
@@ -61,7 +61,7 @@ def _pad(x: TensorInfo, pads: Sequence[int], mode: str, value: Any, axes: Sequen
     begin, end = [0] * rank, [0] * rank
     for i, a in enumerate(ax):
         begin[a], end[a] = int(pads[i]), int(pads[i + len(ax)])
-    shape = [int(d) for d in x.shape]
+    shape = list(x.dims)
     out_shape = [shape[i] + begin[i] + end[i] for i in range(rank)]
     if min(out_shape, default=1) < 0:
         raise ShapeError(f"pads {list(pads)} crop more than the input {shape} holds")
@@ -76,7 +76,7 @@ def _pad(x: TensorInfo, pads: Sequence[int], mode: str, value: Any, axes: Sequen
             if lengths[i] == 0:
                 raise ShapeError(f"mode {mode!r} cannot pad axis {i}: the input is empty there")
     # One (slab, source) pair per border; the slab spans earlier axes fully and later axes' centre.
-    fills: list[tuple[tuple[slice, ...], int, Index]] = []
+    fills: list[tuple[tuple[slice, ...], int, Index | None]] = []  # source None: constant mode
     for i in padded_axes:
         for lo, hi in ((0, off[i]), (off[i] + lengths[i], out_shape[i])):
             if hi <= lo:
@@ -84,7 +84,7 @@ def _pad(x: TensorInfo, pads: Sequence[int], mode: str, value: Any, axes: Sequen
             region = tuple(slice(None) if j < i else (slice(lo, hi) if j == i else centre[j]) for j in range(rank))
             src = None if mode == "constant" else _as_slice(
                 _source_index(mode, np.arange(lo, hi), off[i], lengths[i]))
-            fills.append((region, i, src))  # type: ignore[arg-type]
+            fills.append((region, i, src))
     dtype = x.dtype
     fill_value = None if value_input is not None else np.asarray(value).astype(dtype)
 
@@ -94,7 +94,9 @@ def _pad(x: TensorInfo, pads: Sequence[int], mode: str, value: Any, axes: Sequen
         if mode == "constant":
             v = fill_value
             if v is None:
-                raw = ins[value_input] if len(ins) > value_input and ins[value_input] is not None else 0  # type: ignore[index,operator]
+                if value_input is None:  # fill_value is only None when the constant is an input
+                    raise KernelError("Pad has neither a constant value nor an input holding it")
+                raw = ins[value_input] if len(ins) > value_input and ins[value_input] is not None else 0
                 v = np.asarray(raw).reshape(-1)[:1].astype(dtype).reshape(())
             for region, _, _ in fills:
                 o[region] = v

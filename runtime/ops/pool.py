@@ -37,16 +37,16 @@ class _Geometry:
         self.st, self.dl, self.p, self.out = conv_geometry(x, self.k, auto_pad, dilations, pads, strides, ceil_mode)
         if any(v < 0 for v in self.p):
             raise ShapeError(f"pads {self.p} must not be negative")
-        self.spatial = [int(d) for d in x.shape[2:]]
+        self.spatial = list(x.dims[2:])
         self.end = []  # padding after each axis, including ceil_mode overhang
         for i in range(n):
             need = (self.out[i] - 1) * self.st[i] + self.dl[i] * (self.k[i] - 1) + 1
             self.end.append(max(self.p[i + n], need - self.spatial[i] - self.p[i]))
         self.pads = self.p[:n] + self.end
         self.padded = any(self.pads)
-        self.pshape = [int(x.shape[0]), int(x.shape[1])] + [
+        self.pshape = [x.dims[0], x.dims[1]] + [
             self.spatial[i] + self.p[i] + self.end[i] for i in range(n)]
-        self.out_shape = [int(x.shape[0]), int(x.shape[1]), *self.out]
+        self.out_shape = [x.dims[0], x.dims[1], *self.out]
 
     def taps(self) -> list[tuple[int, ...]]:
         return list(np.ndindex(*self.k))
@@ -161,9 +161,9 @@ def _max_pool(x: TensorInfo, want_indices: bool, storage_order: int, **geo: Any)
             valid = valid & ((p >= 0) & (p < g.spatial[i]))
         tap_index.append(idx)
         tap_valid.append(None if valid.all() else valid)
-    nc = int(x.shape[0]) * int(x.shape[1])
+    nc = x.dims[0] * x.dims[1]
     base = (np.arange(nc, dtype=np.int64) * int(np.prod(g.spatial))).reshape(
-        [int(x.shape[0]), int(x.shape[1])] + [1] * n)
+        [x.dims[0], x.dims[1]] + [1] * n)
     scratch += [info(np.bool_, g.out_shape), info(np.bool_, g.out_shape)]
     m1_i, m2_i = len(scratch) - 2, len(scratch) - 1
 
@@ -319,10 +319,10 @@ def _global(x: TensorInfo, kind: str, p: float = 2.0) -> Kernel:
         raise ShapeError(f"{kind} needs an input of rank >= 3 (N, C, spatial...), got {list(x.shape)}")
     if kind != "GlobalMaxPool" and x.dtype.kind != "f":
         raise ShapeError(f"{kind} needs a floating-point input, got {x.dtype}")
-    n, c = int(x.shape[0]), int(x.shape[1])
-    v = (n, c, int(np.prod(x.shape[2:])))
+    n, c = x.dims[0], x.dims[1]
+    v = (n, c, int(np.prod(x.dims[2:])))
     out_shape = [n, c] + [1] * (len(x.shape) - 2)
-    scratch = [info(x.dtype, x.shape)] if kind == "GlobalLpPool" and p != 2 else []
+    scratch = [info(x.dtype, x.dims)] if kind == "GlobalLpPool" and p != 2 else []
     t = x.dtype.type
 
     def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:

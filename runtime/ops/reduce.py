@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ShapeError
 from ..ir import TensorInfo
@@ -35,7 +36,7 @@ def _extreme(dtype: np.dtype, high: bool) -> Any:
     return lim.max if high else lim.min
 
 
-def _into(o: np.ndarray, value: np.ndarray) -> None:
+def _into(o: np.ndarray, value: ArrayLike) -> None:
     np.copyto(o, value, casting="unsafe")
 
 
@@ -114,12 +115,12 @@ def reduce_kernel(name: str, x: TensorInfo, axes: Sequence[int] | None, keepdims
         red = norm_axes(axes, rank)
     elif noop:
         if pure:
-            return Kernel([info(x.dtype, x.shape)], None, alias={0: 0})
+            return Kernel([info(x.dtype, x.dims)], None, alias={0: 0})
         red = ()
     else:
         red = tuple(range(rank))
-    keep = [1 if i in red else d for i, d in enumerate(x.shape)]
-    shape = keep if keepdims else [d for i, d in enumerate(x.shape) if i not in red]
+    keep = [1 if i in red else d for i, d in enumerate(x.dims)]
+    shape = keep if keepdims else [d for i, d in enumerate(x.dims) if i not in red]
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         with np.errstate(all="ignore"):
@@ -191,7 +192,7 @@ def Einsum(ctx: OpContext, *xs: TensorInfo, equation: str) -> Kernel:
     if not xs or any(x is None for x in xs):
         raise ShapeError("Einsum needs at least one input and no omitted inputs")
     dtype = same_dtype(*xs)
-    shape = einsum_shape(equation, [x.shape for x in xs])  # type: ignore[misc]
+    shape = einsum_shape(equation, [x.dims for x in xs])
     eq = equation.replace(" ", "")
     optimize = len(xs) > 1  # lets numpy hand pairwise contractions to BLAS
 

@@ -204,12 +204,12 @@ def _evaluate(kernel: Kernel, values: Sequence[np.ndarray | None]) -> list[np.nd
         elif i in kernel.alias:
             src = values[kernel.alias[i]]
             assert src is not None
-            outs.append(np.asarray(src).reshape(info.shape))
+            outs.append(np.asarray(src).reshape(info.dims))
         elif i in kernel.zero_init:
-            outs.append(np.zeros(info.shape, info.dtype))
+            outs.append(np.zeros(info.dims, info.dtype))
         else:
-            outs.append(np.empty(info.shape, info.dtype))
+            outs.append(np.empty(info.dims, info.dtype))
     if kernel.run is not None:
-        scratch = [np.empty(s.shape, s.dtype) for s in kernel.scratch]
+        scratch = [np.empty(s.dims, s.dtype) for s in kernel.scratch]
         kernel.run(values, outs, scratch)
     return outs

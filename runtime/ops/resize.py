@@ -111,7 +111,7 @@ def _broadcast_copy(x: TensorInfo, plans: Sequence[AxisPlan]) -> tuple[tuple[int
     """(source view, output view) shapes when every axis is nearest ``o // f``; else None."""
     by_axis = {p.axis: p for p in plans}
     src, dst = [], []
-    for a, n in enumerate(int(d) for d in x.shape):
+    for a, n in enumerate(x.dims):
         p = by_axis.get(a)
         if p is None:
             src.append(n)
@@ -144,7 +144,7 @@ def resize_kernel(x: TensorInfo, out_shape: Sequence[int], plans: list[AxisPlan]
             np.copyto(outs[0].reshape(dst_v), ins[0].reshape(src_v))
 
         return Kernel([info(dtype, out_shape)], run_copy)
-    shape = [int(d) for d in x.shape]
+    shape = list(x.dims)
     plans = sorted(plans, key=lambda p: (p.out / max(shape[p.axis], 1), p.axis))  # shrink first
     shapes = []
     for p in plans:
@@ -205,7 +205,7 @@ def _resize(
         raise ShapeError(f"unknown coordinate_transformation_mode {coord!r}; expected one of {list(COORD_MODES)}")
     if antialias and mode == "nearest":
         raise ShapeError("antialias is not defined for mode 'nearest'")
-    shape = [int(d) for d in x.shape]
+    shape = list(x.dims)
     rank = len(shape)
     ax = list(range(rank)) if axes is None else list(norm_axes(axes, rank))
     sc, sz = _floats(scales, "scales"), _floats(sizes, "sizes")
@@ -317,7 +317,7 @@ def _upsample(x: TensorInfo, scales: Sequence[float], mode: str) -> Kernel:
         raise ShapeError(f"scales {list(scales)} must have one entry per input axis ({len(x.shape)})")
     if min(scales) <= 0:
         raise ShapeError(f"scales {list(scales)} must be positive")
-    shape = [int(d) for d in x.shape]
+    shape = list(x.dims)
     out = [int(np.floor(s * n)) for s, n in zip(scales, shape)]
     plans = []
     for a, (n, o, s) in enumerate(zip(shape, out, scales)):

@@ -63,13 +63,13 @@ def reshape_shape(in_shape: Sequence[int], shape: Sequence[int], allowzero: int 
 def Reshape_1(ctx: OpContext, data: TensorInfo, *, shape: list[int] | None = None) -> Kernel:
     if shape is None:
         raise ShapeError("Reshape-1 needs the 'shape' attribute")
-    return _view(data, reshape_shape(data.shape, shape))  # type: ignore[arg-type]
+    return _view(data, reshape_shape(data.dims, shape))
 
 
 @register("Reshape", 5)
 def Reshape(ctx: OpContext, data: TensorInfo, shape: TensorInfo, *, allowzero: int = 0) -> Kernel:
     # allowzero exists from opset 14; before, it is absent and 0 always copies.
-    return _view(data, reshape_shape(data.shape, ints(shape, "shape"), allowzero))  # type: ignore[arg-type]
+    return _view(data, reshape_shape(data.dims, ints(shape, "shape"), allowzero))
 
 
 @register("Flatten", 1)
@@ -79,7 +79,7 @@ def Flatten(ctx: OpContext, x: TensorInfo, *, axis: int = 1) -> Kernel:
         raise ShapeError(f"axis {axis} out of range [-{rank}, {rank}]")
     if axis < 0:
         axis += rank
-    shape = x.shape
+    shape = x.dims
     return _view(x, [int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64))])
 
 
@@ -87,7 +87,7 @@ def Flatten(ctx: OpContext, x: TensorInfo, *, axis: int = 1) -> Kernel:
 
 
 def _squeeze(x: TensorInfo, axes: Sequence[int] | None) -> Kernel:
-    shape = list(x.shape)
+    shape = list(x.dims)
     if axes is None or len(axes) == 0:
         keep = [d for d in shape if d != 1]
     else:
@@ -96,14 +96,14 @@ def _squeeze(x: TensorInfo, axes: Sequence[int] | None) -> Kernel:
             if shape[a] != 1:
                 raise ShapeError(f"cannot squeeze axis {a} of size {shape[a]} in {shape}")
         keep = [d for i, d in enumerate(shape) if i not in drop]
-    return _view(x, keep)  # type: ignore[arg-type]
+    return _view(x, keep)
 
 
 def _unsqueeze(x: TensorInfo, axes: Sequence[int]) -> Kernel:
     rank = len(x.shape) + len(axes)
     where = norm_axes(axes, rank)
-    dims = iter(x.shape)
-    return _view(x, [1 if i in where else next(dims) for i in range(rank)])  # type: ignore[misc]
+    dims = iter(x.dims)
+    return _view(x, [1 if i in where else next(dims) for i in range(rank)])
 
 
 @register("Squeeze", 1)
@@ -131,12 +131,12 @@ def Unsqueeze(ctx: OpContext, x: TensorInfo, axes: TensorInfo) -> Kernel:
 
 @register("Identity", 1)
 def Identity(ctx: OpContext, x: TensorInfo) -> Kernel:
-    return _view(x, x.shape)  # type: ignore[arg-type]
+    return _view(x, x.dims)
 
 
 def _dropout(ctx: OpContext, x: TensorInfo, mask_dtype: Any) -> Kernel:
     """Inference Dropout: output 0 views the input; a requested mask is all ones."""
-    k = _view(x, x.shape)  # type: ignore[arg-type]
+    k = _view(x, x.dims)
     outs = ctx.node.outputs
     if len(outs) < 2 or not outs[1]:
         return k
@@ -144,7 +144,7 @@ def _dropout(ctx: OpContext, x: TensorInfo, mask_dtype: Any) -> Kernel:
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         outs[1].fill(1)
 
-    return Kernel([k.outputs[0], info(mask_dtype, x.shape)], run, alias={0: 0})
+    return Kernel([k.outputs[0], info(mask_dtype, x.dims)], run, alias={0: 0})
 
 
 # Versions 1 and 6 differ only in is_test/consumed_inputs (dropped by the registry), 7 only
@@ -180,9 +180,9 @@ def Dropout(
     # Mode fed at run time (graphs exported for training and inference): copy, and check per run.
     where = f"node '{ctx.node.name}' (Dropout)"
     has_ratio = ratio is not None
-    outs = [info(x.dtype, x.shape)]
+    outs = [info(x.dtype, x.dims)]
     if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
-        outs.append(info(np.bool_, x.shape))
+        outs.append(info(np.bool_, x.dims))
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         p = float(_first(ins[1])) if has_ratio else 0.5

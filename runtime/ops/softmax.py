@@ -22,7 +22,7 @@ from .registry import Kernel, OpContext, register
 def _view(x: TensorInfo, axis: int, coerce_2d: bool, op: str) -> tuple[int, int, int]:
     if x.dtype.kind != "f":
         raise ShapeError(f"{op} needs a floating-point input, got {x.dtype}")
-    shape = [int(d) for d in x.shape]
+    shape = list(x.dims)
     rank = len(shape)
     if rank == 0:
         raise ShapeError(f"{op} needs an input of rank >= 1")
@@ -43,7 +43,7 @@ def _softmax(x: TensorInfo, axis: int, coerce_2d: bool) -> Kernel:
         np.exp(ov, out=ov)
         np.divide(ov, ov.sum(axis=1, keepdims=True), out=ov)
 
-    return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
 
 
 def _log_softmax(x: TensorInfo, axis: int, coerce_2d: bool) -> Kernel:
@@ -55,7 +55,7 @@ def _log_softmax(x: TensorInfo, axis: int, coerce_2d: bool) -> Kernel:
         np.exp(ov, out=tmp)
         ov -= np.log(tmp.sum(axis=1, keepdims=True))
 
-    return Kernel([info(x.dtype, x.shape)], run, scratch=[info(x.dtype, x.shape)], inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, scratch=[info(x.dtype, x.dims)], inplace=[(0, 0)])
 
 
 def _hardmax(x: TensorInfo, axis: int, coerce_2d: bool) -> Kernel:
@@ -67,7 +67,7 @@ def _hardmax(x: TensorInfo, axis: int, coerce_2d: bool) -> Kernel:
         ov[...] = 0
         np.put_along_axis(ov, idx, 1, axis=1)
 
-    return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
 
 
 @register("Softmax", 1)

@@ -30,11 +30,11 @@ def _concat(xs: Sequence[TensorInfo | None], axis: int) -> Kernel:
     if rank == 0 or any(len(x.shape) != rank for x in infos):
         raise ShapeError(f"inputs must share one rank >= 1, got shapes {[list(x.shape) for x in infos]}")
     ax = norm_axis(axis, rank)
-    shape = list(infos[0].shape)
+    shape = list(infos[0].dims)
     for x in infos[1:]:
-        if any(a != b for i, (a, b) in enumerate(zip(shape, x.shape)) if i != ax):
+        if any(a != b for i, (a, b) in enumerate(zip(shape, x.dims)) if i != ax):
             raise ShapeError(f"shapes {[list(x.shape) for x in infos]} differ outside axis {ax}")
-    shape[ax] = sum(int(x.shape[ax]) for x in infos)  # type: ignore[misc]
+    shape[ax] = sum(x.dims[ax] for x in infos)
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         np.concatenate(ins, axis=ax, out=outs[0])
@@ -59,7 +59,7 @@ def _split(ctx: OpContext, x: TensorInfo, axis: int, split: Sequence[int] | None
            num_outputs: int | None = None) -> Kernel:
     n = len(ctx.node.outputs)
     ax = norm_axis(axis, len(x.shape))
-    dim = int(x.shape[ax])  # type: ignore[arg-type]
+    dim = x.dims[ax]
     if split is not None and len(split) > 0:
         sizes = [int(s) for s in split]
         if len(sizes) != n or sum(sizes) != dim or min(sizes) < 0:
@@ -79,7 +79,7 @@ def _split(ctx: OpContext, x: TensorInfo, axis: int, split: Sequence[int] | None
     views = [(slice(None),) * ax + (slice(int(b), int(e)),) for b, e in zip(bounds[:-1], bounds[1:])]
     outputs = []
     for s in sizes:
-        shape = list(x.shape)
+        shape = list(x.dims)
         shape[ax] = s
         outputs.append(info(x.dtype, shape))
 
@@ -143,9 +143,9 @@ def _slice(x: TensorInfo, starts: list[int], ends: list[int], axes: list[int] | 
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ShapeError(f"starts {starts}, ends {ends}, axes {axes}, steps {steps} differ in length")
     index: list[slice] = [slice(None)] * rank
-    shape = list(x.shape)
+    shape = list(x.dims)
     for a, b, e, s in zip(norm_axes(axes, rank), starts, ends, steps):
-        index[a], shape[a] = slice_axis(b, e, s, int(shape[a]))  # type: ignore[arg-type]
+        index[a], shape[a] = slice_axis(b, e, s, shape[a])
     view = tuple(index)
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
@@ -180,12 +180,12 @@ def Transpose(ctx: OpContext, x: TensorInfo, *, perm: list[int] | None = None) -
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         np.copyto(outs[0], ins[0].transpose(p))
 
-    return Kernel([info(x.dtype, [x.shape[a] for a in p])], run)
+    return Kernel([info(x.dtype, [x.dims[a] for a in p])], run)
 
 
 @register("Expand", 8)
 def Expand(ctx: OpContext, x: TensorInfo, shape: TensorInfo) -> Kernel:
-    out = broadcast(x.shape, ints(shape, "shape"))  # type: ignore[arg-type]
+    out = broadcast(x.dims, ints(shape, "shape"))
 
     def run(ins: Any, outs: Any, scratch: Any) -> None:
         np.copyto(outs[0], ins[0])
@@ -194,7 +194,7 @@ def Expand(ctx: OpContext, x: TensorInfo, shape: TensorInfo) -> Kernel:
 
 
 def _tile(x: TensorInfo, repeats: list[int]) -> Kernel:
-    dims = [int(d) for d in x.shape]  # type: ignore[arg-type]
+    dims = list(x.dims)
     if len(repeats) != len(dims) or any(r < 0 for r in repeats):
         raise ShapeError(f"repeats {repeats} must be {len(dims)} non-negative counts")
     # Write through an interleaved (r0, d0, r1, d1, ...) view: broadcasting does the tiling.
@@ -254,7 +254,7 @@ def Range(ctx: OpContext, start: TensorInfo, limit: TensorInfo, delta: TensorInf
 def _nchw(x: TensorInfo, b: int) -> tuple[int, int, int, int]:
     if len(x.shape) != 4 or b < 1:
         raise ShapeError(f"needs a 4-d NCHW input and blocksize >= 1, got {list(x.shape)} and {b}")
-    n, c, h, w = (int(d) for d in x.shape)  # type: ignore[arg-type]
+    n, c, h, w = x.dims
     return n, c, h, w
 
 
@@ -324,7 +324,7 @@ def _scalar(ins: Any, i: int, known: int | None) -> int:
 def Trilu(ctx: OpContext, x: TensorInfo, k: TensorInfo | None = None, *, upper: int = 1) -> Kernel:
     if len(x.shape) < 2:
         raise ShapeError(f"Trilu needs rank >= 2, got {list(x.shape)}")
-    rows, cols = int(x.shape[-2]), int(x.shape[-1])  # type: ignore[arg-type]
+    rows, cols = x.dims[-2], x.dims[-1]
     k_known = 0 if k is None else (ints(k, "k")[0] if k.value is not None else None)
 
     def zeroed(kk: int) -> np.ndarray:
@@ -338,7 +338,7 @@ def Trilu(ctx: OpContext, x: TensorInfo, k: TensorInfo | None = None, *, upper: 
         np.copyto(outs[0], ins[0])
         np.copyto(outs[0], 0, where=m)
 
-    return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
 
 
 @register("CumSum", 11, inplace=True)
@@ -358,4 +358,4 @@ def CumSum(ctx: OpContext, x: TensorInfo, axis: TensorInfo, *, exclusive: int = 
         np.cumsum(src[head + (slice(0, -1),)], axis=ax, dtype=dst.dtype, out=dst[head + (slice(1, None),)])
         dst[head + (slice(0, 1),)] = 0  # after the sum: in place, this slot still held input data
 
-    return Kernel([info(x.dtype, x.shape)], run, inplace=[(0, 0)])
+    return Kernel([info(x.dtype, x.dims)], run, inplace=[(0, 0)])
