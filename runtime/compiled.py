@@ -198,10 +198,10 @@ class CompiledModel:
         if cfg.shared_arena:
             arena = self.core.shared_arena
         elif cfg.size_classes:
-            arena = getattr(request, "_arena", None)
+            arena = request._arena
             if arena is None:
                 arena = Arena(size_classes=True, shared=False)
-                request._arena = arena  # type: ignore[attr-defined]
+                request._arena = arena
         else:
             return None
         assert arena is not None
@@ -299,13 +299,14 @@ class CompiledModel:
             return stats
         program, plan = current
         req = self._last_request
-        measured = req is not None and req.inferences > 0
+        measured = req if req is not None and req.inferences > 0 else None  # the request whose figures count
         stats.update(
             intermediate_bytes=plan.intermediate_bytes,
             lower_bound_bytes=plan.lower_bound,
             arena_bytes=plan.buffers[0] if plan.arena else 0,
-            peak_live_bytes=req.peak_live_bytes if measured else None,
-            allocations_per_inference=req.allocations_last if measured else plan.allocations_per_inference,
+            peak_live_bytes=measured.peak_live_bytes if measured is not None else None,
+            allocations_per_inference=(measured.allocations_last if measured is not None
+                                       else plan.allocations_per_inference),
             planned_allocations_per_inference=plan.allocations_per_inference,
             buffers=len(plan.buffers),
             steps=len(program.steps),

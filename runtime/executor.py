@@ -9,18 +9,20 @@ and drop it after its last reader.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .errors import ConcurrencyError, DataRemovedError, Error, InputError, KernelError
 from .ir import TensorInfo, describe, shape_str
-from .lowering import Program
+from .lowering import Program, Step
 from .memory import ALIGN, MemoryPlan
+from .ops.registry import RunFn
 
 if TYPE_CHECKING:
+    from .arena import Arena
     from .core import CompiledModel
 
 
@@ -32,7 +34,28 @@ def aligned_empty(nbytes: int) -> np.ndarray:
 
 
 def view(buf: np.ndarray, offset: int, info: TensorInfo) -> np.ndarray:
-    return buf[offset:offset + info.nbytes].view(info.dtype).reshape(info.shape)
+    # info.nbytes (evaluated first) raises on a non-static shape, so the shape is all ints
+    # here; a cast rather than info.dims keeps a second check off the per-inference path.
+    return buf[offset:offset + info.nbytes].view(info.dtype).reshape(cast(tuple[int, ...], info.shape))
+
+
+def _run_fn(step: Step) -> RunFn:
+    """The step's kernel function; lowering only makes steps for kernels that have one."""
+    run = step.kernel.run
+    if run is None:
+        raise KernelError(f"node '{step.node}' ({step.op_type}) has a step but no run function")
+    return run
+
+
+def _scratch(step: Step, places: Sequence[tuple[int, int]], buffers: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """Views of the step's scratch buffers, which the plan allocates before the step."""
+    out = []
+    for (bi, off), info in zip(places, step.kernel.scratch):
+        buf = buffers[bi]
+        if buf is None:
+            raise KernelError(f"node '{step.node}' ({step.op_type}): scratch buffer {bi} is not allocated")
+        out.append(view(buf, off, info))
+    return out
 
 
 @dataclass
@@ -43,7 +66,9 @@ class Bound:
     plan: MemoryPlan
     buffers: list[np.ndarray | None]
     inputs: dict[str, np.ndarray]
-    steps: list[tuple[Callable[..., None], list[Any], list[Any], list[Any]]] = field(default_factory=list)
+    # (run, ins, outs, scratch) per step; None stands for an omitted input or output.
+    steps: list[tuple[RunFn, list[np.ndarray | None], list[np.ndarray | None], list[np.ndarray]]] = field(
+        default_factory=list)
     arena_generation: int = -1
 
 
@@ -56,11 +81,15 @@ class InferRequest:
         self._bound: Bound | None = None
         self._outputs: dict[str, np.ndarray] = {}
         self._tensors: dict[str, np.ndarray] = {}
+        self._arena: Arena | None = None  # a private arena, set by CompiledModel.arena_for under size_classes
         self.peak_live_bytes = 0
         self.allocations_last = 0
         self.inferences = 0
-        if compiled.static_program is not None and compiled.allocate_at_create:
-            self._bind(compiled.static_program, compiled.static_plan)
+        program, plan = compiled.static_program, compiled.static_plan
+        if program is not None and compiled.allocate_at_create:
+            if plan is None:  # both are set together by CompiledModel.plan_for
+                raise Error(f"model '{compiled.graph.name}' has a static program but no memory plan")
+            self._bind(program, plan)
 
     # ------------------------------------------------------------------ public
     def infer(self, feeds: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, np.ndarray]:
@@ -99,7 +128,7 @@ class InferRequest:
             return prog.known[name]
         root = prog.root(name)
         if root in b.inputs:
-            return b.inputs[root].reshape(prog.infos[name].shape)
+            return b.inputs[root].reshape(prog.infos[name].dims)
         buf_i, off = b.plan.place[name]
         buf = buffers[buf_i]
         assert buf is not None, f"buffer {buf_i} of '{name}' is not allocated"
@@ -120,9 +149,8 @@ class InferRequest:
         for step in prog.steps:
             ins = [None if not x else self._array(b, x, b.buffers) for x in step.inputs]
             outs = [None if not x else self._array(b, x, b.buffers) for x in step.outputs]
-            scr = [view(b.buffers[bi], off, info)  # type: ignore[arg-type]
-                   for (bi, off), info in zip(plan.scratch[step.index], step.kernel.scratch)]
-            steps.append((step.kernel.run, ins, outs, scr))
+            scr = _scratch(step, plan.scratch[step.index], b.buffers)
+            steps.append((_run_fn(step), ins, outs, scr))
         b.steps = steps
 
     def _bind(self, program: Program, plan: MemoryPlan) -> Bound:
@@ -214,9 +242,8 @@ class InferRequest:
                     self._zero(plan.zero_before[i], buffers)
                 ins = [None if not x else self._array(b, x, buffers) for x in step.inputs]
                 outs = [None if not x else self._array(b, x, buffers) for x in step.outputs]
-                scr = [view(buffers[bi], off, info)  # type: ignore[arg-type]
-                       for (bi, off), info in zip(plan.scratch[i], step.kernel.scratch)]
-                step.kernel.run(ins, outs, scr)
+                scr = _scratch(step, plan.scratch[i], buffers)
+                _run_fn(step)(ins, outs, scr)
                 del ins, outs, scr
                 for bi in plan.free_after[i]:
                     buffers[bi] = None

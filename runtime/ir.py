@@ -20,9 +20,9 @@ from .errors import ShapeError
 Dim = Union[int, str, None]  # noqa: UP007  an int, a symbolic name, or unknown
 
 
-def is_static(shape: Sequence[Dim]) -> TypeGuard[tuple[int, ...]]:
+def is_static(shape: tuple[Dim, ...]) -> TypeGuard[tuple[int, ...]]:
     """True when every dim is a concrete int (no symbolic name, no unknown)."""
-    return isinstance(shape, tuple) and all(isinstance(d, int) for d in shape)
+    return all(isinstance(d, int) for d in shape)
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class TensorInfo:
 
     @property
     def static(self) -> bool:
-        return all(isinstance(d, int) for d in self.shape)
+        return is_static(self.shape)
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -51,9 +51,10 @@ class TensorInfo:
 
     @property
     def size(self) -> int:
-        if not self.static:
-            raise ValueError(f"shape {self.shape} is not static")
-        return int(np.prod(self.shape, dtype=np.int64))
+        shape = self.shape
+        if not is_static(shape):
+            raise ValueError(f"shape {shape} is not static")
+        return int(np.prod(shape, dtype=np.int64))
 
     @property
     def nbytes(self) -> int:

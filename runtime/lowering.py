@@ -69,7 +69,7 @@ class Program:
 
 def signature_of(infos: dict[str, TensorInfo]) -> Signature:
     """Dtypes and shapes of the inputs, and the values of inputs planned per value."""
-    return tuple((k, v.dtype.str, tuple(int(d) for d in v.shape), None if v.value is None else v.value.tobytes())
+    return tuple((k, v.dtype.str, v.dims, None if v.value is None else v.value.tobytes())
                  for k, v in sorted(infos.items()))
 
 
@@ -107,10 +107,10 @@ def lower(graph: Graph, input_infos: dict[str, TensorInfo]) -> Program:
             raise
         if all(i is None or i.value is not None for i in ins):
             values = evaluate(kernel, [None if i is None else i.value for i in ins], node)
-            for name, v in zip(node.outputs, values):
+            for name, value in zip(node.outputs, values):
                 if name:
-                    known[name] = v
-                    infos[name] = TensorInfo.of(v)
+                    known[name] = value
+                    infos[name] = TensorInfo.of(value)
             folded += 1
             continue
         needs_run = False

@@ -28,7 +28,8 @@ import numpy as np
 from ..errors import Error, GraphError, KernelError, ShapeError, UnsupportedOperatorError
 from ..ir import Node, TensorInfo, describe
 
-RunFn = Callable[[Sequence[Any], Sequence[np.ndarray], Sequence[np.ndarray]], None]
+# run(ins, outs, scratch). ins and outs hold None for omitted optional inputs and unused outputs.
+RunFn = Callable[[Sequence[Any], Sequence[Any], Sequence[np.ndarray]], None]
 
 
 @dataclass
