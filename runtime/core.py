@@ -28,7 +28,7 @@ from .passes import PassContext, run_passes
 from .release import _malloc_trim
 
 
-def _load(source: Any) -> Model:
+def _load(source: ModelSource | _FileBytes) -> Model:
     if isinstance(source, _FileBytes):
         return model_from_bytes(source.data, source.path)
     return _read_model(source)
@@ -125,8 +125,9 @@ class Core:
         cache = self._model_cache()
         info: dict[str, Any] = {"cache": "off"}
         key = None
+        source: ModelSource | _FileBytes = model
         if cache is not None:
-            model, digest, base_dir = _source_digest(model)
+            source, digest, base_dir = _source_digest(model)
             key = cache.key(digest, {
                 "memory_mode": mode, "keep": sorted(keep), "disable_passes": sorted(disable),
                 "ignore_input_with_initializer": ignore_input_with_initializer, "input_shapes": shapes,
@@ -140,8 +141,8 @@ class Core:
                                          "seconds": time.perf_counter() - start}
                 return compiled
             info = {"cache": "miss"}
-        m = _load(model)
-        del model  # the file's bytes, when the cache read them: not needed once parsed
+        m = _load(source)
+        del model, source  # the file's bytes, when the cache read them: not needed once parsed
         threads = self._props["compile_threads"]
         externals = None
         with ThreadPoolExecutor(threads, thread_name_prefix="compile") if threads > 1 else _no_pool() as pool:
@@ -205,7 +206,7 @@ def _no_pool() -> Iterator[None]:
     yield None
 
 
-def _source_digest(model: ModelSource) -> tuple[ModelSource, str, Path | None]:
+def _source_digest(model: ModelSource) -> tuple[ModelSource | _FileBytes, str, Path | None]:
     """(what to compile on a miss, the digest of the model bytes, the folder for external data).
 
     A path is read and hashed but not parsed, so a cache hit never touches protobuf.

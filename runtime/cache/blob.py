@@ -171,7 +171,7 @@ def _iter_data(arrays: list[np.ndarray], entries: list[dict[str, Any]]) -> Itera
     for arr, e in zip(arrays, entries):
         if e["offset"] > pos:
             yield b"\x00" * (e["offset"] - pos)
-        yield memoryview(arr.reshape(-1).view(np.uint8))
+        yield arr.reshape(-1).view(np.uint8).data  # the array's memoryview: no copy
         pos = e["offset"] + e["nbytes"]
 
 
@@ -247,9 +247,9 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     if header.get("file_size") != size:
         raise BlobError(f"{path.name}: file has {size} bytes, header says {header.get('file_size')} (truncated?)")
     data_start = _PREFIX.size + hlen + _pad(_PREFIX.size + hlen)
-    for e in header["tensors"]:
-        if e["offset"] % ALIGN or e["offset"] + e["nbytes"] > header["data_size"]:
-            raise BlobError(f"{path.name}: tensor '{e['name']}' lies outside the data")
+    for entry in header["tensors"]:
+        if entry["offset"] % ALIGN or entry["offset"] + entry["nbytes"] > header["data_size"]:
+            raise BlobError(f"{path.name}: tensor '{entry['name']}' lies outside the data")
     if data_start + header["data_size"] != size:
         raise BlobError(f"{path.name}: data region does not match the file size")
     return header, data_start

@@ -171,7 +171,7 @@ def load_external(tensor: onnx.TensorProto, base_dir: Path | None, mmap: bool) -
     out = np.empty(shape, dtype.newbyteorder("="))
     with open(path, "rb") as f:
         f.seek(offset)
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data  # the array's memoryview, writable
         got = f.readinto(view)
     if got != nbytes:
         raise ModelLoadError(f"tensor '{tensor.name}': short read from {path}")

@@ -19,8 +19,10 @@ from ..ir import Graph, Node, TensorInfo
 from ..ops.registry import Kernel, evaluate, prepare
 from .base import PassContext
 
+Job = tuple[Node, Kernel, list[np.ndarray | None]]
 
-def _run(job: tuple[Node, Kernel, list[np.ndarray | None]]) -> list[np.ndarray]:
+
+def _run(job: Job) -> list[np.ndarray]:
     node, kernel, values = job
     return evaluate(kernel, values, node)
 
@@ -39,10 +41,11 @@ def _constant_levels(graph: Graph, constants: dict[str, np.ndarray], ctx: PassCo
     """Phase 1: all-constant nodes, one level at a time, each level on the pool."""
     pending = [n for n in graph.nodes if n.inputs]
     while pending:
-        level, rest = [], []
+        level: list[Node] = []
+        rest: list[Node] = []
         for node in pending:
             (level if all(not x or x in constants for x in node.inputs) else rest).append(node)
-        jobs = []
+        jobs: list[Job] = []
         for node in level:
             values = [constants[x] if x else None for x in node.inputs]
             try:
@@ -53,8 +56,8 @@ def _constant_levels(graph: Graph, constants: dict[str, np.ndarray], ctx: PassCo
         if not jobs:
             return
         results = list(ctx.pool.map(_run, jobs)) if ctx.pool is not None and len(jobs) > 1 else [_run(j) for j in jobs]
-        for (node, _, _), values in zip(jobs, results):
-            _store(node, values, constants)
+        for (node, _, _), outputs in zip(jobs, results):
+            _store(node, outputs, constants)
             folded.add(node.name)
         pending = rest
 
@@ -65,8 +68,8 @@ def fold_constants(graph: Graph, ctx: PassContext) -> Graph:
     folded: set[str] = set()
     _constant_levels(graph, constants, ctx, folded)
     infos: dict[str, TensorInfo] = {k: TensorInfo.of(v) for k, v in constants.items()}
-    for name, info in ctx.input_infos.items():
-        infos.setdefault(name, info.without_value())
+    for name, given in ctx.input_infos.items():
+        infos.setdefault(name, given.without_value())
     for node in graph.nodes:
         if node.name in folded:
             continue

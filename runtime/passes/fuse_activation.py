@@ -19,7 +19,7 @@ def _spec(node: Node, graph: Graph) -> list[Any] | None:
     if op == "Clip":
         lo, hi = node.attrs.get("min"), node.attrs.get("max")
         if graph.opset >= 11:
-            bounds = []
+            bounds: list[float | None] = []
             for idx in (1, 2):
                 name = node.inputs[idx] if len(node.inputs) > idx else ""
                 if not name:
