@@ -11,7 +11,7 @@ edge, and reflect/wrap narrower than the input: then no temporary is made.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .common import const, info, ints, norm_axes
 from .registry import Kernel, OpContext, register
 
 MODES = ("constant", "reflect", "edge", "wrap")
-Index = slice | np.ndarray
+Index: TypeAlias = slice | np.ndarray  # explicit: without numpy's stubs (tox lint) np.ndarray is Any
 
 
 def _as_slice(idx: np.ndarray) -> Index:
