@@ -79,9 +79,9 @@ allocations and purges):
 
   A missed leak is almost always ``inconclusive`` (the shares add up to 99.5-100%), rarely
   ``no-leak``: rule 9 turns a leak under a purge larger than its growth so far into ``inconclusive``
-  (it cost 0.5-7 points of power at 4 KiB against rules 1-8).  On noisy series most leak-free runs are ``inconclusive`` (94-99%):
-  1 KiB/iteration cannot be ruled out under 2 MiB of drift in 1000 iterations, and
-  ``needed_iterations`` says so.
+  (it cost 0.5-7 points of power at 4 KiB against rules 1-8).  On noisy series most leak-free runs
+  are ``inconclusive`` (94-99%): 1 KiB/iteration cannot be ruled out under 2 MiB of drift in 1000
+  iterations, and ``needed_iterations`` says so.
 - real cells (``--real --real-reps 4``: the self-test injection, ``recompile`` on ``mlp``): no false
   positive under any allocator; every injected leak (4-256 KiB/iteration) found at 100, 300 and 1000
   iterations under glibc, jemalloc, tcmalloc and mimalloc.  jemalloc reuses freed memory for most of
