@@ -16,11 +16,12 @@ import onnx
 from . import flags
 from .arena import Arena
 from .cache import ModelCache, external_files
+from .cache.digests import FileDigests, digest_file
 from .compiled import CompiledModel
 from .config import MemoryConfig
 from .errors import ConfigError
 from .frontend import Model, ModelSource, to_graph
-from .frontend.loader import digest_of, model_digest, model_from_bytes, read_file
+from .frontend.loader import digest_of, model_digest, model_from_bytes
 from .frontend.loader import read_model as _read_model
 from .ir import Graph, TensorInfo, describe, shape_str
 from .memory import MODES
@@ -30,6 +31,8 @@ from .release import _malloc_trim
 
 def _load(source: ModelSource | _FileBytes) -> Model:
     if isinstance(source, _FileBytes):
+        if source.data is None:  # the digest index vouched for the file: read it now, on a miss
+            return _read_model(source.path)
         return model_from_bytes(source.data, source.path)
     return _read_model(source)
 
@@ -126,14 +129,17 @@ class Core:
         info: dict[str, Any] = {"cache": "off"}
         key = None
         source: ModelSource | _FileBytes = model
+        options = {
+            "memory_mode": mode, "keep": sorted(keep), "disable_passes": sorted(disable),
+            "ignore_input_with_initializer": ignore_input_with_initializer, "input_shapes": shapes,
+            "atomic_clean_policy": self.memory_config.atomic_clean_policy,
+            "static_memory_policy": self.memory_config.static_memory_policy,
+        }
+        digest = ""
         if cache is not None:
-            source, digest, base_dir = _source_digest(model)
-            key = cache.key(digest, {
-                "memory_mode": mode, "keep": sorted(keep), "disable_passes": sorted(disable),
-                "ignore_input_with_initializer": ignore_input_with_initializer, "input_shapes": shapes,
-                "atomic_clean_policy": self.memory_config.atomic_clean_policy,
-                "static_memory_policy": self.memory_config.static_memory_policy,
-            })
+            index = None if cache.verify == "full" else FileDigests(cache.directory)
+            source, digest, base_dir = _source_digest(model, index)
+            key = cache.key(digest, options)
             hit = cache.load(key, mmap_weights=self._props["enable_mmap"], base_dir=base_dir)
             if hit is not None:
                 compiled = CompiledModel(self, hit.graph, mode=mode, keep=keep, preplanned=hit.plan)
@@ -142,6 +148,10 @@ class Core:
                 return compiled
             info = {"cache": "miss"}
         m = _load(source)
+        if cache is not None and isinstance(source, _FileBytes) and source.data is None and m._digest != digest:
+            # The file changed between its stat and its read (or the index was wrong): key what was parsed.
+            FileDigests(cache.directory).forget(source.path.resolve())
+            key = cache.key(model_digest(m), options)
         del model, source  # the file's bytes, when the cache read them: not needed once parsed
         threads = self._props["compile_threads"]
         externals = None
@@ -206,17 +216,20 @@ def _no_pool() -> Iterator[None]:
     yield None
 
 
-def _source_digest(model: ModelSource) -> tuple[ModelSource | _FileBytes, str, Path | None]:
+def _source_digest(
+    model: ModelSource, index: FileDigests | None
+) -> tuple[ModelSource | _FileBytes, str, Path | None]:
     """(what to compile on a miss, the digest of the model bytes, the folder for external data).
 
-    A path is read and hashed but not parsed, so a cache hit never touches protobuf.
+    A path is hashed but not parsed, so a cache hit never touches protobuf; with an ``index`` an
+    unchanged file is not even read (``cache.digests``).
     """
     if isinstance(model, Model):
         return model, model_digest(model), model.base_dir
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        data = read_file(path)
-        return _FileBytes(data, path), digest_of(data), path.resolve().parent
+        data, digest = digest_file(path, index)
+        return _FileBytes(data, path), digest, path.resolve().parent
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model), digest_of(model), None
     if isinstance(model, onnx.ModelProto):
@@ -226,9 +239,9 @@ def _source_digest(model: ModelSource) -> tuple[ModelSource | _FileBytes, str, P
 
 @dataclass
 class _FileBytes:
-    """A model file read once for its digest; parsed only on a cache miss."""
+    """A model file hashed for its key (``data`` None: known by the digest index); parsed only on a miss."""
 
-    data: bytes
+    data: bytes | None
     path: Path
 
 

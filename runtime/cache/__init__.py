@@ -7,7 +7,8 @@ disabled passes, ignore_input_with_initializer, input_shapes and the MemoryConfi
 that only change how a blob is loaded (enable_mmap, cache_verify, compile_threads) are not
 in the key. External data files are recorded in the blob with size and mtime and checked
 on every hit (their content too with ``cache_verify="full"``): a changed file makes the
-blob stale, and it is recompiled.
+blob stale, and it is recompiled. The model file's own digest is remembered by its stat
+signature (``digests``), so a hit by path does not read an unchanged file.
 """
 
 from __future__ import annotations

@@ -29,17 +29,17 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..errors import Error
 from ..ir import Graph, Node, TensorInfo, ValueInfo
 from ..memory import MemoryPlan
+from .atomic import atomic_write
 
 MAGIC = b"MGBLOB\x00\x01"
 FORMAT_VERSION = 1
@@ -192,31 +192,15 @@ def write_blob(path: Path, graph: Graph, plan: MemoryPlan | None, meta: dict[str
             break
         header["file_size"] = total
     raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_PREFIX.pack(MAGIC, len(raw), hashlib.sha256(raw).digest()))
-            f.write(raw)
-            f.write(b"\x00" * _pad(_PREFIX.size + len(raw)))
-            for chunk in _iter_data(arrays, entries):
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename is still atomic
+
+    def write(f: BinaryIO) -> None:
+        f.write(_PREFIX.pack(MAGIC, len(raw), hashlib.sha256(raw).digest()))
+        f.write(raw)
+        f.write(b"\x00" * _pad(_PREFIX.size + len(raw)))
+        for chunk in _iter_data(arrays, entries):
+            f.write(chunk)
+
+    atomic_write(path, write)
     return header["file_size"]
 
 
