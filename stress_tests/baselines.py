@@ -137,9 +137,9 @@ def group(results: Iterable[Results]) -> dict[tuple[str, str], Group]:
 def make_entry(g: Group, recorded: str, version: str) -> dict[str, Any]:
     spec = g.cells[0].spec
     metrics = {}
-    for name, (value, spread, _) in m.pooled(g.cells).items():
+    for name, (value, spread, _, slack) in m.pooled(g.cells).items():
         metrics[name] = {"value": m.rounded(name, value), "spread": m.rounded(name, spread),
-                         "tolerance": m.rounded(name, m.tolerance(name, value, spread)), "unit": m.unit(name)}
+                         "tolerance": m.rounded(name, m.tolerance(name, value, spread, slack)), "unit": m.unit(name)}
     return {"pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode, "runtime": spec.runtime,
             "iterations": spec.iterations, "runs": len(g.cells), "recorded": recorded, "memgate": version,
             "metrics": metrics}

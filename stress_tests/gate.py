@@ -160,7 +160,9 @@ def run(specs_: Sequence[CellSpec], *, jobs: int, baselines: str | Path, out_dir
 _VERDICT_STYLE = {"regression": "bold red", "improvement": "cyan", "ok": "green", "new": "yellow",
                   "missing": "yellow"}
 _TITLES = {"rss_delta": "RSS change per stage", "hwm_delta": "peak above start per stage (VmHWM)",
-           "steady_rss": "steady-state RSS", "peak_hwm": "loop peak (VmHWM)", "growth": "growth per iteration",
+           "anon_delta": "anonymous memory change per stage (RssAnon)",
+           "steady_rss": "steady-state RSS", "steady_anon": "steady-state RssAnon", "peak_hwm": "loop peak (VmHWM)",
+           "growth": "growth per iteration",
            "latency": "steady latency per iteration"}
 
 

@@ -185,7 +185,8 @@ def unmatched_rows(comparison: Any, cells: Sequence[CellView]) -> list[dict[str,
 # ----------------------------------------------------------------------------- comparison values
 #: Stage metrics of the baselines (``stress_tests.metrics``): ``<quantity>:<stage>``.
 STAGE_QUANTITIES = {"hwm_delta": "peak above the stage's start (hwm_delta)",
-                    "rss_delta": "Δ RSS over the stage (rss_delta)"}
+                    "rss_delta": "Δ RSS over the stage (rss_delta)",
+                    "anon_delta": "Δ RssAnon over the stage (anon_delta)"}
 
 
 def stage_metric(metric: str) -> tuple[str, str] | None:

@@ -16,13 +16,17 @@ GLIBC_KEY = "linux-x86_64-py3.11-numpy2-glibc-default"
 def cell(pipeline: str = "reinfer", model: str = "mlp", mode: str = "default", allocator: str = "glibc",
          tunables: tuple[tuple[str, str], ...] = (), compile_peak: int = 10 * MiB, rss: int = 50 * MiB,
          growth: float = 0.0, latency: float = 0.001, iterations: int = 40, status: str = "ok",
-         inject_leak_bytes: int = 0) -> CellResult:
-    """A finished cell whose compile stage peaks ``compile_peak`` above its start and whose RSS grows ``growth``/it."""
+         inject_leak_bytes: int = 0, file_pages: int = 0) -> CellResult:
+    """A finished cell whose compile stage peaks ``compile_peak`` above its start and whose RSS grows ``growth``/it.
+
+    The compile stage's RSS change is anonymous but for ``file_pages`` bytes of mapped files.
+    """
     spec = CellSpec(pipeline=pipeline, model=model, mode=mode, allocator=allocator, tunables=tunables,
                     iterations=iterations, inject_leak_bytes=inject_leak_bytes)
     base = 40 * MiB
     stages = [StageMemory("create_core", base, base, base, base, base),
-              StageMemory("compile", base, base + compile_peak // 2, base, base, base + compile_peak)]
+              StageMemory("compile", base, base + compile_peak // 2, base, base + compile_peak // 2 - file_pages,
+                          base + compile_peak)]
     series = [int(rss + growth * i) for i in range(iterations)]
     slope = {"metric": "RssAnon", "verdict": "leak" if growth > 4096 else "no-leak", "n": iterations,
              "warmup_end": 0, "slope": growth, "slope_low": growth - 100, "slope_high": growth + 100}

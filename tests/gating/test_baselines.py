@@ -59,6 +59,29 @@ def test_pooled_repeats_give_median_and_range() -> None:
     assert metrics.pool([metrics.Measure(10.0, spread=6.0)]) == (10.0, 6.0)
 
 
+def test_file_backed_pages_widen_the_rss_gate_and_anon_delta_stays_tight(tmp_path: Path) -> None:
+    # The kernel decides how much of a mapped file is resident after a stage: 2-6 MiB here.
+    runs = [cell(compile_peak=20 * MiB, file_pages=f * MiB) for f in (2, 6, 4)]
+    update([results(*runs)], tmp_path)
+    got = read_baseline(tmp_path / f"{GLIBC_KEY}.json")["entries"]["reinfer/mlp/default/builtin"]["metrics"]
+    assert got["rss_delta:compile"]["tolerance"] == metrics.tolerance("rss_delta:compile", 10 * MiB, 0, 6 * MiB)
+    assert got["anon_delta:compile"]["value"] == 6 * MiB and got["anon_delta:compile"]["spread"] == 4 * MiB
+    # more file pages resident: within the rss gate; more anonymous memory: anon_delta fails
+    paged = compare(results(cell(compile_peak=20 * MiB, file_pages=12 * MiB)), tmp_path)
+    assert not paged.regressions()
+    grown = compare(results(cell(compile_peak=60 * MiB, file_pages=4 * MiB)), tmp_path)
+    assert "anon_delta:compile" in {r["metric"] for r in grown.regressions()}
+
+
+def test_mapped_weights_widen_steady_rss_but_not_steady_anon() -> None:
+    c = cell(rss=50 * MiB)
+    c.series["VmRSS"] = [v + 30 * MiB for v in c.series["RssAnon"]]  # 30 MiB of a mapped file resident
+    got = metrics.measure(c)
+    assert got["steady_rss"].value == 80 * MiB and got["steady_rss"].slack == 30 * MiB
+    assert got["peak_hwm"].slack == 30 * MiB
+    assert got["steady_anon"].value == 50 * MiB and got["steady_anon"].slack == 0
+
+
 def test_update_writes_sorted_valid_files_with_every_metric(tmp_path: Path) -> None:
     changes = update([results(cell(), cell(compile_peak=11 * MiB), cell(compile_peak=12 * MiB))], tmp_path)
     assert [c.env_key for c in changes] == [GLIBC_KEY] and changes[0].added == ["reinfer/mlp/default/builtin"]
@@ -70,7 +93,8 @@ def test_update_writes_sorted_valid_files_with_every_metric(tmp_path: Path) -> N
     peak = entry["metrics"]["hwm_delta:compile"]
     assert (peak["value"], peak["spread"], peak["unit"]) == (11 * MiB, 2 * MiB, "bytes")
     assert peak["tolerance"] == metrics.tolerance("hwm_delta:compile", 11 * MiB, 2 * MiB)
-    assert {"rss_delta:compile", "steady_rss", "peak_hwm", "growth", "latency"} <= set(entry["metrics"])
+    assert {"rss_delta:compile", "anon_delta:compile", "steady_rss", "peak_hwm", "growth", "latency"} <= set(
+        entry["metrics"])
     assert data["environment"] == {"allocator": "glibc", "allocator_version": "2.36", "profile": "default",
                                    "tunables": [], "trim": False}
 
@@ -108,14 +132,14 @@ def test_compare_names_each_verdict(tmp_path: Path) -> None:
     assert verdict[("bert", "hwm_delta:compile")] == "improvement"
     assert verdict[("u2netp", "hwm_delta:compile")] == "new"
     assert verdict[("resnet18", "hwm_delta:compile")] == "missing"
-    assert {r["metric"] for r in c.regressions()} == {"hwm_delta:compile", "rss_delta:compile"}
+    assert {r["metric"] for r in c.regressions()} == {"hwm_delta:compile", "rss_delta:compile", "anon_delta:compile"}
     [reg] = [r for r in c.regressions() if r["metric"] == "hwm_delta:compile"]
     assert reg["cell"] == "reinfer/mlp/default/builtin/glibc" and reg["ratio"] == pytest.approx(4.0)
     assert reg["baseline"] == 10 * MiB and reg["current"] == 40 * MiB and reg["tolerance"] == 4 * MiB
     assert set(reg) >= {"cell", "pipeline", "model", "mode", "runtime", "allocator", "metric", "baseline",
                         "current", "ratio", "tolerance", "verdict"}
     assert c.env_key == GLIBC_KEY and c.failed() and c.failed(strict=True)
-    assert json.loads(json.dumps(c.to_dict()))["counts"]["regression"] == 2
+    assert json.loads(json.dumps(c.to_dict()))["counts"]["regression"] == 3
 
 
 def test_a_cell_without_baseline_fails_only_when_strict(tmp_path: Path) -> None:
