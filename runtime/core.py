@@ -136,6 +136,7 @@ class Core:
             "static_memory_policy": self.memory_config.static_memory_policy,
         }
         digest = ""
+        index: FileDigests | None = None
         if cache is not None:
             index = None if cache.verify == "full" else FileDigests(cache.directory)
             source, digest, base_dir = _source_digest(model, index)
@@ -148,9 +149,10 @@ class Core:
                 return compiled
             info = {"cache": "miss"}
         m = _load(source)
-        if cache is not None and isinstance(source, _FileBytes) and source.data is None and m._digest != digest:
+        if cache is not None and index is not None and isinstance(source, _FileBytes) and source.data is None \
+                and m._digest != digest:
             # The file changed between its stat and its read (or the index was wrong): key what was parsed.
-            FileDigests(cache.directory).forget(source.path.resolve())
+            index.forget(source.path.resolve())
             key = cache.key(model_digest(m), options)
         del model, source  # the file's bytes, when the cache read them: not needed once parsed
         threads = self._props["compile_threads"]
