@@ -13,9 +13,11 @@ from typing import Any
 
 import matplotlib.backends.backend_agg  # noqa: F401
 import matplotlib.figure  # noqa: F401
+import onnx  # noqa: F401  (protobuf's C descriptors abort when loaded twice; the plugin writes zoo models)
 import PIL.Image  # noqa: F401
 import pytest
 
+import runtime.zoo  # noqa: F401
 import stress_tests.analysis  # noqa: F401
 import stress_tests.report  # noqa: F401
 from stress_tests.plugin import MemoryCheckFailed, Violation, spec_from
@@ -25,7 +27,8 @@ from stress_tests.spec import CellResult, CellSpec, SpecError, StageMemory
 pytest_plugins = ["pytester"]
 # The inner sessions run in this process (a second each instead of three), and pytester forgets the
 # modules they imported when they end; C extensions (scipy's numpy.fft, matplotlib's) cannot be
-# loaded twice in a process, so everything the plugin reaches for is imported above, once.
+# loaded twice in a process, so everything the plugin reaches for is imported above, once (onnx
+# too: run alone, this file aborted in its second inner session when protobuf was loaded again).
 
 MiB = 1 << 20
 
