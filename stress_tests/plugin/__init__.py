@@ -140,7 +140,8 @@ def run(config: pytest.Config, spec: CellSpec, nodeid: str) -> CellResult:
             state.workdir = tempfile.mkdtemp(prefix="memgate-pytest-")
         from pathlib import Path
 
-        [state.by_spec[spec]] = run_cells([spec], workdir=Path(state.workdir))
+        # A test that names an allocator needs it: a missing one fails the test, never skips it.
+        [state.by_spec[spec]] = run_cells([spec], workdir=Path(state.workdir), require_allocators=True)
     result = state.by_spec[spec]
     state.records.setdefault((nodeid, spec.id), (result, [], []))  # shown even if the test fails before its checks
     return result
@@ -179,8 +180,8 @@ def _cell_of(item: pytest.Item, extra: Mapping[str, Any] | None = None) -> CellR
     if _CELL not in item.stash:
         spec = _or_fail(lambda: spec_from(item.config, _marker_fields(item, extra)))
         result = run(item.config, spec, item.nodeid)
-        if result.status == "skipped":
-            pytest.skip(f"memgate: {result.spec.id}: {result.reason}")
+        if result.status == "skipped":  # the runtime cannot run what the markers ask for
+            pytest.fail(f"memgate: {result.spec.id}: {result.reason}", pytrace=False)
         item.stash[_CELL] = result
     return item.stash[_CELL]
 
