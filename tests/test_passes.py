@@ -142,6 +142,19 @@ def test_fuse_clip_with_constant_bounds_only() -> None:
     np.testing.assert_array_equal(compiled.infer({"x": x})["y"], np.clip(x.sum(1, keepdims=True).repeat(2, 1), 0, 6))
 
 
+def test_relu_after_sum_fuses_but_not_after_max() -> None:
+    # The light zoo's ResNet-50 ends every block with Sum + Relu; Max has no fused form.
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in ("a", "b", "c")]
+    for op, fused in (("Sum", True), ("Max", False)):
+        g = helper.make_graph([helper.make_node(op, ["a", "b", "c"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+                              op, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        compiled = rt.Core().compile_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+        assert [n.op_type for n in compiled.graph.nodes] == ([op] if fused else [op, "Relu"])
+        feeds = {n: np.arange(6, dtype=np.float32).reshape(2, 3) - k * 2 for k, n in enumerate("abc")}
+        expect = np.maximum(sum(feeds.values()) if fused else np.maximum.reduce(list(feeds.values())), 0)
+        np.testing.assert_array_equal(compiled.infer(feeds)["y"], expect)
+
+
 def test_pass_switches_by_argument_and_environment() -> None:
     model = _conv_bn_model()
     with pytest.raises(rt.ConfigError, match="unknown pass"):

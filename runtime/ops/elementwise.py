@@ -3,7 +3,7 @@
 Every kernel writes through numpy ``out=``. Unary ops and binary ops whose input
 already has the output's shape and dtype declare in-place candidates, which the
 planner uses in every mode but ``"default"``. ``ACTIVATIONS`` holds the in-place
-forms the activation-fusion pass attaches to Conv/Gemm/MatMul/Add.
+forms the activation-fusion pass attaches to Conv/Gemm/MatMul/Add/Sum.
 """
 
 from __future__ import annotations
@@ -509,6 +509,7 @@ def _variadic(name: str, reduce: Callable[..., Any], mean: bool = False) -> None
         dtype = same_dtype(*xs)
         shape = broadcast(*[x.dims for x in xs])
         inplace = [(0, i) for i, x in enumerate(xs) if tuple(x.shape) == shape]
+        act = ctx.activation
 
         def run(ins: Any, outs: Any, scratch: Any) -> None:
             o = outs[0]
@@ -525,11 +526,14 @@ def _variadic(name: str, reduce: Callable[..., Any], mean: bool = False) -> None
                 reduce(o, ins[i], out=o)
             if mean:
                 o /= o.dtype.type(len(ins))
+            if act is not None:
+                act(o)
 
         return Kernel([info(dtype, shape)], run, inplace=inplace)
 
     prepare.__name__ = name
-    register(name, 1, fusable=False, inplace=True)(prepare)
+    # Sum takes a fused activation like Add: old ResNets (the light zoo's) end blocks with Sum + Relu.
+    register(name, 1, fusable=name == "Sum", inplace=True)(prepare)
 
 
 _variadic("Sum", np.add)

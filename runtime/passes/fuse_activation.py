@@ -1,4 +1,4 @@
-"""Fuse elementwise activations into the producing Conv/Gemm/MatMul/Add, applied in place."""
+"""Fuse elementwise activations into the producing Conv/Gemm/MatMul/Add/Sum, applied in place."""
 
 from __future__ import annotations
 
