@@ -21,7 +21,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -29,16 +28,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 from fresh import markdown_table  # noqa: E402
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+from timing import median_time, ort_session  # noqa: E402
 
 
 def conv_gemms(plan: list[dict[str, Any]]) -> list[tuple[int, int, int, int]]:
@@ -67,7 +57,7 @@ def gemm_floor(shapes: list[tuple[int, int, int, int]], runs: int) -> float:
 
 
 def reference_split(model: Any, feeds: dict[str, np.ndarray], runs: int) -> tuple[float, dict[str, float]]:
-    """ReferenceEvaluator's median latency and its per-op-type seconds (from the last runs)."""
+    """ReferenceEvaluator's median latency, split by each op type's share of the timed runs."""
     from onnx.reference import ReferenceEvaluator
 
     evaluator = ReferenceEvaluator(model)
@@ -86,8 +76,9 @@ def reference_split(model: Any, feeds: dict[str, np.ndarray], runs: int) -> tupl
     evaluator.run(None, feeds)  # warm-up
     per_op.clear()
     total = median_time(lambda: evaluator.run(None, feeds), runs)
-    calls = runs + 1  # median_time warms up once more
-    return total, {op: s / calls for op, s in per_op.items()}
+    timed_sum = sum(per_op.values()) or 1.0
+    # Each op type's share of all timed runs, applied to the median run.
+    return total, {op: total * s / timed_sum for op, s in per_op.items()}
 
 
 def main() -> None:
@@ -96,8 +87,6 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--reference-runs", type=int, default=5)
     args = ap.parse_args()
-
-    import onnxruntime as ort
 
     import runtime as rt
     from runtime import zoo
@@ -109,9 +98,7 @@ def main() -> None:
         compiled = rt.Core().compile_model(model, memory_mode="arena")
         req = compiled.create_infer_request()
         ours = median_time(lambda: req.infer(feeds), args.runs)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(model)
         peer = median_time(lambda: sess.run(None, feeds), args.runs)
         shapes = conv_gemms(compiled.describe_plan())
         floor = gemm_floor(shapes, args.runs)

@@ -16,28 +16,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from fresh import markdown_table  # noqa: E402
+from timing import median_time, ort_session  # noqa: E402
 
 LIGHT = ["light:bvlc_alexnet", "light:densenet121", "light:inception_v1", "light:inception_v2", "light:resnet50",
          "light:shufflenet", "light:squeezenet", "light:vgg19", "light:zfnet512"]
 GENERATED = ["resnet18", "resnet50", "mobilenetv2", "u2netp", "u2net", "bert", "mlp"]
-
-
-def timed(fn: Callable[[], object], runs: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -49,7 +36,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
 
     import runtime as rt
@@ -61,16 +47,13 @@ def main() -> None:
         feeds = zoo.sample_inputs(model, seed=0)
         compiled = rt.Core().compile_model(model, memory_mode="arena")
         req = compiled.create_infer_request()
-        ours = timed(lambda: req.infer(feeds), args.runs)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        peer = timed(lambda: sess.run(None, feeds), args.runs)
+        ours = median_time(lambda: req.infer(feeds), args.runs)
+        sess = ort_session(model)
+        peer = median_time(lambda: sess.run(None, feeds), args.runs)
         ref = None
         if not args.no_reference:
             evaluator = ReferenceEvaluator(model)
-            ref = timed(lambda: evaluator.run(None, feeds), args.reference_runs, warmup=1)  # warm, like the others
+            ref = median_time(lambda: evaluator.run(None, feeds), args.reference_runs)  # warm, like the others
         out_ours = req.infer(feeds)
         out_peer = sess.run(None, feeds)
         err = max(float(np.max(np.abs(out_ours[o.name] - p))) for o, p in zip(compiled.outputs, out_peer))

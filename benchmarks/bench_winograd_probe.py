@@ -15,28 +15,16 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 from fresh import markdown_table  # noqa: E402
+from timing import median_time  # noqa: E402
 
 from runtime.ops.conv import window_view  # noqa: E402
 
 # (channels in = out, spatial size, how many such layers ResNet-50 v1.5 has)
 LAYERS = [(64, 56, 3), (128, 28, 3), (256, 14, 5), (512, 7, 2)]
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-
-
-def median_ms(fn: Callable[[], object], runs: int = 20) -> float:
-    fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
 
 
 class Im2col:
@@ -112,8 +100,8 @@ def main() -> None:
         direct(x, a)
         wino(x, b)
         err = float(np.abs(a - b).max() / np.abs(a).max())
-        ms_direct = median_ms(lambda: direct(x, a))
-        ms_wino = median_ms(lambda: wino(x, b))
+        ms_direct = median_time(lambda: direct(x, a), 20) * 1e3
+        ms_wino = median_time(lambda: wino(x, b), 20) * 1e3
         saved += count * (ms_direct - ms_wino)
         rows.append([f"{c}x{h}x{h}", count, f"{ms_direct:.2f}", f"{ms_wino:.2f}", f"{ms_direct / ms_wino:.2f}",
                      f"{err:.1e}", f"{16 / 9:.2f}x"])
