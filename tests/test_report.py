@@ -210,6 +210,25 @@ def test_same_results_same_files_and_stale_plots_removed(results: Results, tmp_p
                                                               "stages-reinfer__mlp__default__builtin__glibc.png"]
 
 
+def test_repeats_of_a_cell_share_one_plot_embedded_once(tmp_path: Path) -> None:
+    # memgate check --repeat 3: three runs of each of two cells. Before, every run had its own two plots
+    # and its own copy of them in the page (a 720-cell recording: 1,238 PNGs, a 42 MB page, 4 minutes).
+    runs = [cell(a) for _ in range(3) for a in ("glibc", "jemalloc")]
+    write_report(Results(runs, FINGERPRINT, created="2025-01-01T12:00:00Z"), tmp_path)
+    assert sorted(p.name for p in (tmp_path / PLOTS).iterdir()) == [
+        "cell-reinfer__mlp__default__builtin__glibc.png", "cell-reinfer__mlp__default__builtin__jemalloc.png",
+        "group-reinfer__mlp__default.png",
+        "stages-reinfer__mlp__default__builtin__glibc.png", "stages-reinfer__mlp__default__builtin__jemalloc.png"]
+    page = (tmp_path / INDEX).read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 5
+    assert page.count('with <a href="#cell-reinfer__mlp__default__builtin__glibc">the first run</a>') == 2
+    assert page.count('<article id="cell-') == 6  # every run keeps its article, verdicts and stage table
+    one = tmp_path / "one"
+    write_report(Results(runs[:2], FINGERPRINT, created="2025-01-01T12:00:00Z"), one)
+    assert (tmp_path / PLOTS / "cell-reinfer__mlp__default__builtin__glibc.png").read_bytes() != \
+        (one / PLOTS / "cell-reinfer__mlp__default__builtin__glibc.png").read_bytes()  # the repeats are drawn
+
+
 def test_without_a_comparison_the_report_says_so(results: Results, tmp_path: Path) -> None:
     write_report(Results([results.cells[0]], FINGERPRINT), tmp_path)
     md = (tmp_path / SUMMARY).read_text(encoding="utf-8")

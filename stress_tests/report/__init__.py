@@ -6,6 +6,7 @@
     out_dir/junit.xml         one test case per cell; leaks and regressions fail, crashes error
     out_dir/index.html        everything on one page, plots embedded
     out_dir/plots/cell-<cell>.png     VmRSS, VmHWM, RssAnon per iteration, warm-up and fitted slope
+                                      (one per cell: its other runs under --repeat drawn faint)
     out_dir/plots/group-<pipeline>__<model>__<mode>.png   the same, every allocator overlaid
     out_dir/plots/stages-<cell>.png   memory per stage (against the baseline when compared)
 

@@ -62,6 +62,18 @@ def image(path: Path | None, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
 
 
+def _image_once(path: Path | None, alt: str, slug: str, embedded: dict[Path, str] | None) -> str:
+    """The image the first time ``path`` is shown; after that a link to the article that shows it."""
+    if path is None or embedded is None:
+        return image(path, alt)
+    if path in embedded:
+        first = embedded[path]
+        return (f'<p class="muted">Per-iteration plot: with <a href="#cell-{escape(first)}">the first run</a>,'
+                " which draws every run of this cell.</p>")
+    embedded[path] = slug
+    return image(path, alt)
+
+
 def _markdown_inline(text: str) -> str:
     """The few Markdown marks HOW_TO_READ uses (bold, code), after escaping."""
     text = escape(text)
@@ -96,7 +108,8 @@ def html_page(cells: Sequence[CellView], plots: Plots, fingerprint: Mapping[str,
     else:
         out.append('<span id="plots"></span>')
     out.append('<h2 id="details">Each cell</h2>')
-    out += [_article(c, plots) for c in cells]
+    embedded: dict[Path, str] = {}  # a plot shared by repeats is embedded once, then linked
+    out += [_article(c, plots, embedded) for c in cells]
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in environment_items(fingerprint, meta))
     out.append(f'<h2 id="environment">Environment</h2><dl>{items}</dl>')
     how = "".join(f"<li>{_markdown_inline(line[2:])}</li>" for line in HOW_TO_READ.splitlines()
@@ -173,7 +186,7 @@ def _comparison(cells: Sequence[CellView], comparison: Any) -> str:
     return "\n".join(out)
 
 
-def _article(c: CellView, plots: Plots) -> str:
+def _article(c: CellView, plots: Plots, embedded: dict[Path, str] | None = None) -> str:
     r = c.result
     out = [f'<article id="cell-{escape(c.slug)}"><h3><span class="mono">{escape(c.spec_id)}</span> '
            f"{badge(c.outcome)}</h3>"]
@@ -194,7 +207,7 @@ def _article(c: CellView, plots: Plots) -> str:
              escape(f"{v['p_value']:.2g}" if v.get("p_value") is not None else ""),
              escape(str(v.get("warmup_end", "")))]
             for m, v in r.verdicts.items()], numeric=(2, 3, 4, 5)))
-    out.append(image(plots.cells.get(c.slug), f"memory per iteration of {c.spec_id}"))
+    out.append(_image_once(plots.cells.get(c.slug), f"memory per iteration of {c.spec_id}", c.slug, embedded))
     if r.stages:
         rows = []
         for s in r.stages:

@@ -41,23 +41,31 @@ class Plots:
 def render(cells: Sequence[CellView], out_dir: Path, jobs: int | None = None) -> Plots:
     """Write every plot into ``out_dir`` (deterministic names) and return their paths.
 
-    A figure takes a few tenths of a second to draw, and a gating run has a few hundred of them, so
+    Repeats of a cell (``memgate check --repeat N``) share one per-iteration plot, the first run drawn
+    over the others, and only the first run, which holds the comparison rows, gets a stage plot; the
+    allocator overlays show each cell's first run. A figure takes a few tenths of a second to draw, so
     they are drawn in forked workers (``jobs``, default: the CPUs) when there are enough to pay off.
     """
     plots = Plots()
     tasks: list[tuple[Callable[..., Any], tuple[Any, ...], Path]] = []
+    runs_of: dict[str, list[CellView]] = {}
     for c in cells:
-        if analyzed(c.result):
-            plots.cells[c.slug] = out_dir / f"cell-{c.slug}.png"
-            tasks.append((_cell_figure, (c,), plots.cells[c.slug]))
-        bars = stage_bars(c)
+        runs_of.setdefault(c.spec_id, []).append(c)
+    firsts: list[CellView] = []
+    for runs in runs_of.values():
+        drawn = [c for c in runs if analyzed(c.result)]
+        if drawn:
+            path = out_dir / f"cell-{drawn[0].slug}.png"
+            plots.cells.update((c.slug, path) for c in drawn)
+            tasks.append((_cell_figure, (drawn[0], drawn[1:]), path))
+            firsts.append(drawn[0])
+        bars = stage_bars(runs[0])
         if bars:
-            plots.stages[c.slug] = out_dir / f"stages-{c.slug}.png"
-            tasks.append((_stage_figure, (c, bars), plots.stages[c.slug]))
+            plots.stages[runs[0].slug] = out_dir / f"stages-{runs[0].slug}.png"
+            tasks.append((_stage_figure, (runs[0], bars), plots.stages[runs[0].slug]))
     groups: dict[tuple[str, str, str], list[CellView]] = {}
-    for c in cells:
-        if analyzed(c.result):
-            groups.setdefault(c.group, []).append(c)
+    for c in firsts:
+        groups.setdefault(c.group, []).append(c)
     for key, members in groups.items():
         if len(members) > 1:
             plots.groups[key] = out_dir / f"group-{_safe('__'.join(key))}.png"
@@ -156,17 +164,23 @@ def fit_line(values: Sequence[int | None], verdict: Mapping[str, Any]) -> tuple[
     return ends, [(intercept + slope * x) / MIB for x in ends]
 
 
-def _cell_figure(c: CellView) -> Any:
+def _cell_figure(c: CellView, repeats: Sequence[CellView] = ()) -> Any:
+    """The cell's series per iteration with its verdicts; ``repeats`` (other runs of it) drawn faint behind."""
     r = c.result
     metrics = analyzed(r)
     fig = _figure(9, 2.3 * len(metrics) + 0.8)
     axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
     verdict = f"verdict {r.verdict}" if r.verdict else f"status {r.status}"
-    fig.suptitle(f"{c.spec_id}\n{verdict}, {c.result.iterations_done} iterations", fontsize=11)
+    runs = f"; run 1 of {len(repeats) + 1}, the others faint" if repeats else ""
+    fig.suptitle(f"{c.spec_id}\n{verdict}, {c.result.iterations_done} iterations{runs}", fontsize=11)
     for ax, metric in zip(axes, metrics):
         values = r.series[metric]
         xs = list(range(len(values)))
         v = r.verdicts.get(metric) or {}
+        for i, other in enumerate(repeats):
+            series = other.result.series.get(metric) or []
+            ax.plot(range(len(series)), _series_mib(series), color="#90a4ae", lw=0.9, alpha=0.6,
+                    label=f"runs 2-{len(repeats) + 1}" if i == 0 else None)
         ax.plot(xs, _series_mib(values), color="#1565c0", lw=1.4, marker="." if len(xs) <= 80 else None,
                 ms=4, label="measured (after each iteration)")
         if metric == "VmHWM" and any(x is not None for x in r.series.get("IterPeak", [])):
