@@ -37,7 +37,8 @@ def _load(source: ModelSource | _FileBytes) -> Model:
     return _read_model(source)
 
 
-_PROPERTIES = ("enable_mmap", "cache_dir", "compile_threads", "memory_config", "trim_on_release", "cache_verify")
+_PROPERTIES = ("enable_mmap", "cache_dir", "compile_threads", "memory_config", "trim_on_release", "cache_verify",
+               "cache_max_bytes")
 
 
 class Core:
@@ -46,14 +47,14 @@ class Core:
     def __init__(
         self, *, enable_mmap: bool = True, cache_dir: str | os.PathLike | None = None,
         compile_threads: int | None = None, memory_config: MemoryConfig | None = None,
-        trim_on_release: bool = False, cache_verify: str = "header",
+        trim_on_release: bool = False, cache_verify: str = "header", cache_max_bytes: int | None = None,
     ) -> None:
         self._props: dict[str, Any] = {}
         self._cache: ModelCache | None = None
         self.set_property({
             "enable_mmap": enable_mmap, "cache_dir": cache_dir, "compile_threads": compile_threads,
             "memory_config": memory_config or MemoryConfig(), "trim_on_release": trim_on_release,
-            "cache_verify": cache_verify,
+            "cache_verify": cache_verify, "cache_max_bytes": cache_max_bytes,
         })
 
     # -------------------------------------------------------------- properties
@@ -88,10 +89,14 @@ class Core:
                 raise ConfigError(f"memory_config must be a runtime.MemoryConfig, got {type(value).__name__}")
             return value
         if name == "cache_dir":
-            return None if value is None else os.fspath(value)
+            return None if value is None else os.path.expanduser(os.fspath(value))
         if name == "cache_verify":
             if value not in ("header", "full"):
                 raise ConfigError(f"cache_verify must be 'header' or 'full', got {value!r}")
+            return value
+        if name == "cache_max_bytes":
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ConfigError(f"cache_max_bytes must be None or an int >= 0, got {value!r}")
             return value
         return value
 
@@ -187,6 +192,7 @@ class Core:
         if self._cache is None or self._cache.directory != Path(directory):
             self._cache = ModelCache(Path(directory), verify=self._props["cache_verify"])
         self._cache.verify = self._props["cache_verify"]
+        self._cache.max_bytes = self._props["cache_max_bytes"]
         return self._cache
 
     def _resolve_mode(self, memory_mode: str | None) -> str:

@@ -360,3 +360,12 @@ def test_trim_on_release_calls_release_when_the_model_dies(monkeypatch) -> None:
     rt.Core().compile_model(conv_model())
     gc.collect()
     assert calls == [False]
+
+
+def test_cache_dir_expands_the_home_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    core = rt.Core(cache_dir="~/.cache/memgate")
+    assert core.get_property("cache_dir") == str(tmp_path / ".cache" / "memgate")
+    path = _save(tmp_path, conv_model())
+    core.compile_model(path)
+    assert len(_blobs(tmp_path / ".cache" / "memgate")) == 1

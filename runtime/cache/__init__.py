@@ -8,7 +8,9 @@ that only change how a blob is loaded (enable_mmap, cache_verify, compile_thread
 in the key. External data files are recorded in the blob with size and mtime and checked
 on every hit (their content too with ``cache_verify="full"``): a changed file makes the
 blob stale, and it is recompiled. The model file's own digest is remembered by its stat
-signature (``digests``), so a hit by path does not read an unchanged file.
+signature (``digests``), so a hit by path does not read an unchanged file. With a size
+budget (``Core(cache_max_bytes=...)``) each export prunes the least recently used blobs
+(``prune``); each import marks its blob as used.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from ..ir import Graph
 from ..memory import MemoryPlan
 from ..version import __version__
 from .blob import FORMAT_VERSION, BlobContents, BlobError, read_blob, read_header, write_blob
+from .budget import BLOB_SUFFIX, PruneResult, prune, touch
 
-__all__ = ["BlobError", "ModelCache", "external_files", "file_digest"]
+__all__ = ["BlobError", "ModelCache", "PruneResult", "external_files", "file_digest", "prune"]
 
 
 def file_digest(path: Path, chunk: int = 1 << 24) -> str:
@@ -69,6 +72,7 @@ class ModelCache:
 
     directory: Path
     verify: str = "header"
+    max_bytes: int | None = None  # the blobs' size budget; None: unbounded
     warned: set[str] = field(default_factory=set)
 
     def warn(self, kind: str, message: str) -> None:
@@ -83,7 +87,7 @@ class ModelCache:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     def path(self, key: str) -> Path:
-        return self.directory / f"{key[:40]}.mgblob"
+        return self.directory / f"{key[:40]}{BLOB_SUFFIX}"
 
     def load(self, key: str, *, mmap_weights: bool, base_dir: Path | None) -> BlobContents | None:
         """The cached compilation for ``key``, or None (missing, or bad: warned, then recompiled)."""
@@ -95,10 +99,16 @@ class ModelCache:
             if header.get("key") != key or header.get("runtime_version") != __version__:
                 raise BlobError(f"{path.name}: blob belongs to another model, options or runtime version")
             self._check_external(header, base_dir)
-            return read_blob(path, header, start, mmap_weights=mmap_weights, verify_data=self.verify == "full")
+            contents = read_blob(path, header, start, mmap_weights=mmap_weights, verify_data=self.verify == "full")
+        except FileNotFoundError:
+            return None  # pruned by another process since the check above: an ordinary miss
         except BlobError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                return None
             warnings.warn(f"compiled-model cache: {e}; recompiling", CacheWarning, stacklevel=3)
             return None
+        touch(path)
+        return contents
 
     def _check_external(self, header: dict[str, Any], base_dir: Path | None) -> None:
         for ext in header.get("external_files", []):
@@ -124,6 +134,8 @@ class ModelCache:
             meta = {"format_version": FORMAT_VERSION, "runtime_version": __version__, "key": key,
                     "external_files": externals, "created": time.time()}
             write_blob(self.path(key), graph, plan, meta)
+            if self.max_bytes is not None:
+                prune(self.directory, self.max_bytes, keep=[self.path(key)])
         except BlobError as e:
             self.warn("encode", f"compiled-model cache: cannot export this model ({e}); compiling without caching")
             return None
