@@ -21,7 +21,7 @@ from .compiled import CompiledModel
 from .config import MemoryConfig
 from .errors import ConfigError
 from .frontend import Model, ModelSource, to_graph
-from .frontend.loader import digest_of, model_digest, model_from_bytes
+from .frontend.loader import digest_of, model_digest, model_from_bytes, read_file
 from .frontend.loader import read_model as _read_model
 from .ir import Graph, TensorInfo, describe, shape_str
 from .memory import MODES
@@ -29,11 +29,14 @@ from .passes import PassContext, run_passes
 from .release import _malloc_trim
 
 
-def _load(source: ModelSource | _FileBytes) -> Model:
+def _load(source: ModelSource | _FileBytes, digest: str | None) -> Model:
+    """The model to compile; ``digest`` is its bytes' SHA-256 when the cache computed it, else None."""
     if isinstance(source, _FileBytes):
         if source.data is None:  # the digest index vouched for the file: read it now, on a miss
-            return _read_model(source.path)
-        return model_from_bytes(source.data, source.path)
+            return _read_model(source.path)  # and hash it: the check after this compares
+        return model_from_bytes(source.data, source.path, digest)
+    if isinstance(source, (str, os.PathLike)) and digest is None:
+        return model_from_bytes(read_file(Path(source)), Path(source), hash_bytes=False)  # no cache, no key
     return _read_model(source)
 
 
@@ -153,7 +156,7 @@ class Core:
                                          "seconds": time.perf_counter() - start}
                 return compiled
             info = {"cache": "miss"}
-        m = _load(source)
+        m = _load(source, digest or None)
         if cache is not None and index is not None and isinstance(source, _FileBytes) and source.data is None \
                 and m._digest != digest:
             # The file changed between its stat and its read (or the index was wrong): key what was parsed.
