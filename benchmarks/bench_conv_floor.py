@@ -28,7 +28,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 from fresh import markdown_table  # noqa: E402
-from timing import median_time, ort_session  # noqa: E402
+from timing import median_time, time_pair  # noqa: E402
 
 
 def conv_gemms(plan: list[dict[str, Any]]) -> list[tuple[int, int, int, int]]:
@@ -88,19 +88,11 @@ def main() -> None:
     ap.add_argument("--reference-runs", type=int, default=5)
     args = ap.parse_args()
 
-    import runtime as rt
-    from runtime import zoo
-
     rows = []
     for name in args.models:
-        model = zoo.get(name)
-        feeds = zoo.sample_inputs(model, seed=0)
-        compiled = rt.Core().compile_model(model, memory_mode="arena")
-        req = compiled.create_infer_request()
-        ours = median_time(lambda: req.infer(feeds), args.runs)
-        sess = ort_session(model)
-        peer = median_time(lambda: sess.run(None, feeds), args.runs)
-        shapes = conv_gemms(compiled.describe_plan())
+        pair = time_pair(name, args.runs)
+        model, feeds, ours, peer = pair.model, pair.feeds, pair.ours, pair.peer
+        shapes = conv_gemms(pair.compiled.describe_plan())
         floor = gemm_floor(shapes, args.runs)
         flops = sum(2 * g * m * k * n for g, m, k, n in shapes)
         ref, split = reference_split(model, feeds, args.reference_runs)

@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from fresh import markdown_table  # noqa: E402
-from timing import median_time, ort_session  # noqa: E402
+from timing import median_time, time_pair  # noqa: E402
 
 LIGHT = ["light:bvlc_alexnet", "light:densenet121", "light:inception_v1", "light:inception_v2", "light:resnet50",
          "light:shufflenet", "light:squeezenet", "light:vgg19", "light:zfnet512"]
@@ -38,18 +38,11 @@ def main() -> None:
 
     from onnx.reference import ReferenceEvaluator
 
-    import runtime as rt
-    from runtime import zoo
-
     rows = []
     for name in args.models:
-        model = zoo.get(name)
-        feeds = zoo.sample_inputs(model, seed=0)
-        compiled = rt.Core().compile_model(model, memory_mode="arena")
-        req = compiled.create_infer_request()
-        ours = median_time(lambda: req.infer(feeds), args.runs)
-        sess = ort_session(model)
-        peer = median_time(lambda: sess.run(None, feeds), args.runs)
+        pair = time_pair(name, args.runs)
+        model, feeds, compiled, req, sess = pair.model, pair.feeds, pair.compiled, pair.request, pair.session
+        ours, peer = pair.ours, pair.peer
         ref = None
         if not args.no_reference:
             evaluator = ReferenceEvaluator(model)

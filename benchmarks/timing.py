@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -28,3 +29,31 @@ def ort_session(model: Any) -> Any:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class Pair:
+    """One model, compiled by this runtime (arena mode) and loaded in onnxruntime, both timed warm."""
+
+    model: Any
+    feeds: dict[str, Any]
+    compiled: Any
+    request: Any
+    session: Any
+    ours: float  # median seconds per inference
+    peer: float
+
+
+def time_pair(name: str, runs: int) -> Pair:
+    """Median warm latency of zoo model ``name`` in this runtime and in onnxruntime, same feeds."""
+    import runtime as rt
+    from runtime import zoo
+
+    model = zoo.get(name)
+    feeds = zoo.sample_inputs(model, seed=0)
+    compiled = rt.Core().compile_model(model, memory_mode="arena")
+    request = compiled.create_infer_request()
+    ours = median_time(lambda: request.infer(feeds), runs)
+    session = ort_session(model)
+    peer = median_time(lambda: session.run(None, feeds), runs)
+    return Pair(model, feeds, compiled, request, session, ours, peer)
