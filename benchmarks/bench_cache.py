@@ -1,6 +1,7 @@
 """Compile-stage memory and time: cold compile, export, cache hits, mmap, shared pages.
 
-Every figure comes from a fresh process. For each model:
+Every figure comes from a fresh process. Times are the median of ``--repeat`` processes (one
+compile each: a single run of VGG-19's cold compile moved 0.1-0.9 s). For each model:
 - cold: compile without a cache; compile+export: compile into an empty cache_dir;
 - hit (model) / hit (path): compile from the warm cache via core.read_model(path) / the path;
 - RSS, RssAnon, RssFile after compile and after the first inference, with mmap on and off
@@ -8,7 +9,7 @@ Every figure comes from a fresh process. For each model:
 - two processes serving the same cached, mmap'd model: each one's VmHWM and RSS, and their
   summed PSS (shared pages are counted once between them).
 
-    python benchmarks/bench_cache.py --models u2net light:resnet50 light:vgg19 light:densenet121
+    python benchmarks/bench_cache.py --models u2net light:resnet50 light:vgg19 light:densenet121 --repeat 5
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,29 +86,35 @@ def two_processes(path: Path, cache: Path) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=["u2net", "light:resnet50", "light:vgg19", "light:densenet121"])
+    ap.add_argument("--repeat", type=int, default=3, help="fresh processes per timed figure (median)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     folder = Path(tempfile.gettempdir()) / "memgate-bench-models"
     time_rows, mem_rows, share_rows = [], [], []
     for name in args.models:
         path = save_model(name, folder)
-        cache = Path(tempfile.mkdtemp(prefix="memgate-cache-"))
+        root = Path(tempfile.mkdtemp(prefix="memgate-cache-"))
         try:
             def run(how: str, cache_dir: Path | None, mmap: bool = True) -> dict:
                 return run_fresh(CHILD.format(path=str(path), cache=str(cache_dir) if cache_dir else None,
                                               how=how, mmap=mmap))
 
-            cold = run("path", None)
-            export = run("path", cache)
-            hit_model = run("model", cache)
-            hit_path = run("path", cache)
+            def median(runs: list[dict], key: str = "seconds") -> float:
+                return statistics.median(float(r[key]) for r in runs)
+
+            colds = [run("path", None) for _ in range(args.repeat)]
+            exports = [run("path", root / f"export-{i}") for i in range(args.repeat)]  # each into an empty folder
+            cache = root / f"export-{args.repeat - 1}"  # the hits read the last export
+            hit_models = [run("model", cache) for _ in range(args.repeat)]
+            hit_paths = [run("path", cache) for _ in range(args.repeat)]
+            cold, hit_path = colds[0], hit_paths[0]
             hit_nommap = run("path", cache, mmap=False)
             cold_nommap = run("path", None, mmap=False)
             weights = cold["weights"]
+            export_s = statistics.median(float(r["info"].get("export_seconds") or 0) for r in exports)
             time_rows.append([
-                name, mib(weights), f"{cold['seconds']:.3f}", f"{export['seconds']:.3f}",
-                f"{export['info'].get('export_seconds') or 0:.3f}", f"{hit_model['seconds']:.3f}",
-                f"{hit_path['seconds']:.4f}", f"{cold['seconds'] / hit_path['seconds']:.0f}x",
+                name, mib(weights), f"{median(colds):.3f}", f"{median(exports):.3f}", f"{export_s:.3f}",
+                f"{median(hit_models):.3f}", f"{median(hit_paths):.4f}", f"{median(colds) / median(hit_paths):.0f}x",
             ])
             for label, r in (("cold, mmap", cold), ("cold, no mmap", cold_nommap), ("hit, mmap", hit_path),
                              ("hit, no mmap", hit_nommap)):
@@ -121,7 +129,7 @@ def main() -> None:
             share_rows.append([name, mib(weights), mib(shared["hwm"]), mib(shared["rss"]), mib(shared["pss"])])
             print(time_rows[-1], mem_rows[-4:], share_rows[-1], flush=True)
         finally:
-            shutil.rmtree(cache, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
     out = "\n\n".join([
         markdown_table(["model", "weights MiB", "cold s", "compile+export s", "export s", "hit via model s",
                         "hit via path s", "cold / hit"], time_rows),
