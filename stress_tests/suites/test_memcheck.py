@@ -14,6 +14,7 @@ import pytest
 from stress_tests import gate
 from stress_tests.baselines import compare, load_dir
 from stress_tests.environment import fingerprint
+from stress_tests.plugin.gating import missing_baseline
 from stress_tests.profiles import env_key
 from stress_tests.results import Results
 from stress_tests.runner import run_cells
@@ -30,7 +31,7 @@ def run_and_compare(rows: list[gate.Row], settings: dict, workdir: Path) -> None
     fp = fingerprint(allocators=False)
     key = env_key(fp, settings["allocator"], settings["tunables"], settings["trim"])
     if key not in load_dir(BASELINES):
-        pytest.skip(f"no baselines/{key}.json for this environment")
+        missing_baseline(f"no baselines/{key}.json for this environment")
     specs = [s.replace(tunables=settings["tunables"], trim=settings["trim"])
              for s in gate.specs(rows, [settings["allocator"]], ["default"])]
     cells = run_cells(specs, jobs=gate.default_jobs(), workdir=workdir)

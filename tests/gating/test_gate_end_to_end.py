@@ -16,6 +16,7 @@ import pytest
 from stress_tests import cli
 from stress_tests.baselines import Comparison, compare, load_dir
 from stress_tests.environment import fingerprint
+from stress_tests.plugin.gating import missing_baseline
 from stress_tests.profiles import env_key
 from stress_tests.results import Results, write_results
 from stress_tests.runner import run_cell, run_cells
@@ -36,10 +37,10 @@ def glibc_baseline() -> dict:
     fp = fingerprint(allocators=False)
     stored = load_dir(BASELINES).get(env_key(fp, "glibc"))
     if stored is None:
-        pytest.skip(f"no committed baseline for {env_key(fp, 'glibc')}")
+        missing_baseline(f"no committed baseline for {env_key(fp, 'glibc')}")
     if stored["environment"].get("allocator_version") != fp.get("glibc"):
-        pytest.skip(f"baselines recorded with glibc {stored['environment'].get('allocator_version')}, "
-                    f"this is {fp.get('glibc')}")
+        missing_baseline(f"baselines recorded with glibc {stored['environment'].get('allocator_version')}, "
+                         f"this is {fp.get('glibc')}")
     return stored
 
 
