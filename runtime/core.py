@@ -21,7 +21,7 @@ from .compiled import CompiledModel
 from .config import MemoryConfig
 from .errors import ConfigError
 from .frontend import Model, ModelSource, to_graph
-from .frontend.loader import digest_of, model_digest, model_from_bytes, read_file
+from .frontend.loader import digest_of, model_digest, model_from_bytes
 from .frontend.loader import read_model as _read_model
 from .ir import Graph, TensorInfo, describe, shape_str
 from .memory import MODES
@@ -30,14 +30,15 @@ from .release import _malloc_trim
 
 
 def _load(source: ModelSource | _FileBytes, digest: str | None) -> Model:
-    """The model to compile; ``digest`` is its bytes' SHA-256 when the cache computed it, else None."""
+    """The model to compile; ``digest`` is its bytes' SHA-256 when the cache computed it, else None.
+
+    Without a cache nothing reads the key, so the bytes are not hashed at all.
+    """
     if isinstance(source, _FileBytes):
         if source.data is None:  # the digest index vouched for the file: read it now, on a miss
             return _read_model(source.path)  # and hash it: the check after this compares
         return model_from_bytes(source.data, source.path, digest)
-    if isinstance(source, (str, os.PathLike)) and digest is None:
-        return model_from_bytes(read_file(Path(source)), Path(source), hash_bytes=False)  # no cache, no key
-    return _read_model(source)
+    return _read_model(source, digest=digest, hash_bytes=False)
 
 
 _PROPERTIES = ("enable_mmap", "cache_dir", "compile_threads", "memory_config", "trim_on_release", "cache_verify",

@@ -69,18 +69,21 @@ def check_proto(proto: onnx.ModelProto, where: str) -> None:
         raise ModelLoadError(f"{where}: the graph declares no outputs")
 
 
-def read_model(source: ModelSource) -> Model:
-    """A :class:`Model` from a path, serialized bytes, a ModelProto or a Model."""
+def read_model(source: ModelSource, *, digest: str | None = None, hash_bytes: bool = True) -> Model:
+    """A :class:`Model` from a path, serialized bytes, a ModelProto or a Model.
+
+    ``digest`` and ``hash_bytes`` are passed to :func:`model_from_bytes` for paths and bytes.
+    """
     if isinstance(source, Model):
         return source
     if isinstance(source, onnx.ModelProto):
         check_proto(source, "ModelProto")
         return Model(proto=source, source="proto")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return model_from_bytes(bytes(source))
+        return model_from_bytes(bytes(source), None, digest, hash_bytes=hash_bytes)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        return model_from_bytes(read_file(path), path)
+        return model_from_bytes(read_file(path), path, digest, hash_bytes=hash_bytes)
     raise ModelLoadError(f"cannot read a model from {type(source).__name__}; pass a path, bytes or ModelProto")
 
 
