@@ -365,7 +365,7 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         used[key].add(entry_name)
         current = m.pooled(g.cells)
         base_metrics = entry["metrics"] if entry else {}
-        if entry and entry["iterations"] != spec.iterations and CASES[spec.pipeline].iterates:
+        if entry and entry["iterations"] != spec.iterations and (spec.target or CASES[spec.pipeline].iterates):
             warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "
                             f"baseline; growth and steady figures compare best at equal lengths")
         cell = f"{entry_name}/{spec.allocator}" + ("" if profile == "default" else f"/{profile}")
