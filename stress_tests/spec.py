@@ -98,7 +98,10 @@ class CellSpec:
         if not self.target:
             return ""
         label = self.target
-        if not label.startswith(TEST_PREFIX):
+        if label.startswith(TEST_PREFIX):
+            file, sep, rest = label[len(TEST_PREFIX):].partition("::")
+            label = f"{TEST_PREFIX}{Path(file).name}{sep}{rest}"
+        else:
             where, _, name = self.target.rpartition(":")
             label = (Path(where).name if target_kind(self.target) == "file" else where) + ":" + name
         if self.target_args:
