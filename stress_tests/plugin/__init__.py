@@ -236,7 +236,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-def _leaks_mark(item: pytest.Item) -> list[tuple[str, dict[str, Any]]]:
+def _leaks_mark(item: pytest.Item) -> list[tuple[str, Mapping[str, Any]]]:
     """``--memgate-leaks=N``: a body memleak check for a test that has no memgate marker or fixture of its own."""
     n = item.config.getoption("memgate_leaks", 0)
     uses_ours = {"memgate_cell", "memgate_run"} & set(getattr(item, "fixturenames", ()))
