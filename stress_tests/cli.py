@@ -28,7 +28,10 @@ _EXAMPLES = {
     "check": ("example:\n  memgate check                  # quick gating set, every installed allocator\n"
               "  memgate check --allocators jemalloc --profile arena1 --models u2netp,mlp\n"
               "  memgate check --repeat 3 && memgate baseline update memgate-report/results.json\n"
-              "  memgate check --full -j 2 --out nightly-report"),
+              "  memgate check --full -j 2 --out nightly-report\n"
+              "  memgate check --project ../myapp   # its pyproject.toml [tool.memgate]: targets, allocators, "
+              "profiles,\n                                     # iterations, baselines folder (found in the working "
+              "folder too)"),
     "compare": ("example:\n  memgate compare memgate-report/results.json --baselines baselines/ --strict\n\n"
                 "exit codes: 0 no regression, 1 a regression (or, with --strict, a cell without baseline)"),
     "baseline": ("example:\n  memgate baseline update memgate-report/results.json\n"
@@ -87,18 +90,18 @@ def _add_gate_parsers(sub: Any) -> None:
     p = sub.add_parser("check", help=text, description=text, epilog=_EXAMPLES["check"], formatter_class=fmt)
     add_options(p, GATE)
     p.add_argument("--require-allocators", action="store_true", help="a named allocator that is missing fails")
-    p.set_defaults(out="memgate-report", jobs=None)
+    p.set_defaults(out="memgate-report", jobs=None, profile=None)
     text = "compare a results file with the baselines: a table per metric, exit 1 on a regression"
     p = sub.add_parser("compare", help=text, description=text, epilog=_EXAMPLES["compare"], formatter_class=fmt)
     p.add_argument("results", metavar="RESULTS.json")
-    add_options(p, ("baselines", "strict"))
+    add_options(p, ("baselines", "project", "strict"))
     p.add_argument("--changes-only", action="store_true", help="leave out the rows within tolerance")
     text = "record results as baselines (update) or combine shards' and machines' results (merge)"
     p = sub.add_parser("baseline", help=text, description=text, epilog=_EXAMPLES["baseline"], formatter_class=fmt)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     u = actions.add_parser("update", help="write the entries that were run into the baselines folder")
     u.add_argument("results", nargs="+", metavar="RESULTS.json", help="repeats of a cell are pooled")
-    add_options(u, ("baselines",))
+    add_options(u, ("baselines", "project"))
     g = actions.add_parser("merge", help="results (and baseline) files from several machines or shards -> DIR")
     g.add_argument("inputs", nargs="+", metavar="FILE.json")
     add_options(g, ("out",))
@@ -253,11 +256,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_USAGE if info["problems"] and info["fatal"] else EXIT_OK
 
 
+def _project(args: argparse.Namespace) -> Any:
+    """The project's gating set: ``--project``, else the working folder's pyproject.toml [tool.memgate], else None."""
+    from .project import ProjectError, find
+
+    try:
+        return find(getattr(args, "project", None))
+    except ProjectError as e:
+        raise UsageError(str(e)) from None
+
+
 def _baselines_dir(args: argparse.Namespace) -> str:
     from pathlib import Path
 
     if args.baselines:
         return str(args.baselines)
+    project = _project(args)
+    if project is not None:  # a project with a gating set keeps its own baselines
+        return str(project.baselines)
     here = Path("baselines")
     checkout = Path(__file__).resolve().parent.parent / "baselines"
     return str(here if here.is_dir() or not checkout.is_dir() else checkout)
@@ -271,16 +287,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .profiles import PROFILE_NAMES, env_key
 
     installed = [f.name for f in discover() if f.installed]
-    allocators = _checked(lambda: split_list(args.allocators, [f.name for f in discover()], "allocator")
-                          ) if args.allocators else installed
-    profiles = _checked(lambda: split_list(args.profile, PROFILE_NAMES, "profile"))
-    models = split_list(args.models) if args.models else None
-    for model in models or ():
-        _checked(functools.partial(check_model, model))
-    rows = gate.gating_set(models, full=args.full)
-    if not rows:
-        raise UsageError("the gating set is empty")
-    specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat))
+    project = _project(args)
+    if project is not None and (args.models or args.full):
+        raise UsageError(f"--models and --full choose from memgate's own gating set; {project.file} has its own")
+    listed = args.allocators or (",".join(project.allocators) if project and project.allocators else None)
+    allocators = _checked(lambda: split_list(listed, [f.name for f in discover()], "allocator")
+                          ) if listed else installed
+    profile = args.profile or (",".join(project.profiles) if project else "default")
+    profiles = _checked(lambda: split_list(profile, PROFILE_NAMES, "profile"))
+    if project is not None:
+        specs = _checked(lambda: project.specs(allocators, profiles, repeat=args.repeat))
+    else:
+        models = split_list(args.models) if args.models else None
+        for model in models or ():
+            _checked(functools.partial(check_model, model))
+        rows = gate.gating_set(models, full=args.full)
+        if not rows:
+            raise UsageError("the gating set is empty")
+        specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat))
     if not specs:
         raise UsageError("no cells to run: no allocator installed or selected")
     for spec in dict.fromkeys(specs):
@@ -291,11 +315,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     fp = fingerprint(allocators=False)
     keys = sorted({env_key(fp, s.allocator, s.tunables, s.trim) for s in specs})
-    out.print(f"memgate check: {len(specs)} cells ({'full' if args.full else 'quick'} tier), "
-              f"baselines {baselines}/ for {', '.join(keys)}", markup=False, highlight=False)
+    tier = f"the gating set of {project.file}" if project else f"{'full' if args.full else 'quick'} tier"
+    out.print(f"memgate check: {len(specs)} cells ({tier}), baselines {baselines}/ for {', '.join(keys)}",
+              markup=False, highlight=False)
     outcome = gate.run(specs, jobs=args.jobs or gate.default_jobs(), baselines=baselines, out_dir=args.out,
                        command=["memgate", *args.argv], console=out, err=err, workdir=_workdir(args),
-                       require_allocators=args.require_allocators or bool(args.allocators))
+                       require_allocators=args.require_allocators or bool(listed),
+                       cwd=project.root if project else None)
     gate.comparison_tables(outcome.comparison, out, only_changes=True)
     gate.check_summary(outcome.results, outcome.comparison, out)
     gate.comparison_footer(outcome.comparison, out, strict=args.strict)

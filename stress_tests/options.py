@@ -151,6 +151,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                                        f"{', '.join(ALLOCATORS)})"}),
     Option(("--profile",), {"default": "default", "metavar": "LIST",
                             "help": "tunables profiles, comma-separated: default, arena1, trim, or all"}),
+    Option(("--project",), {"default": None, "metavar": "PATH",
+                            "help": "the project whose pyproject.toml [tool.memgate] is the gating set and names "
+                                    "the baselines folder (default: the working folder's, when it has one)"}),
     Option(("--full",), {"action": "store_true", "help": "the nightly set: thousands of iterations, larger models"}),
     Option(("--repeat",), {"type": _positive, "default": 1, "metavar": "N",
                            "help": "run every cell N times (records the spread a baseline's tolerance needs)"}),
@@ -161,7 +164,8 @@ CELL = ("target", "target_args", "python", "pipeline", "model", "model_options",
         "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
-GATE = ("models", "allocators", "profile", "full", "repeat", "baselines", "strict", "out", "jobs", "workdir")
+GATE = ("project", "models", "allocators", "profile", "full", "repeat", "baselines", "strict", "out", "jobs",
+        "workdir")
 
 
 def add_options(parser: argparse.ArgumentParser, names: Sequence[str], *, multi: bool = False,

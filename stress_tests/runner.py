@@ -58,10 +58,11 @@ def child_env(spec: CellSpec, found: allocators.Found, base: Mapping[str, str] |
 
 def run_cell(spec: CellSpec, *, workdir: Path | None = None, require_allocators: bool = False,
              on_progress: Progress | None = None, base_env: Mapping[str, str] | None = None,
-             python: str | None = None) -> CellResult:
+             python: str | None = None, cwd: str | Path | None = None) -> CellResult:
     """Run one cell in a child and return its result (never raises for anything the child does).
 
-    The child's interpreter is ``spec.python``, else ``python``, else this one.
+    The child's interpreter is ``spec.python``, else ``python``, else this one; it runs in ``cwd``
+    (default: this process's working folder), where a target's modules are imported from.
     """
     start = time.monotonic()
     python = spec.python or python or sys.executable
@@ -77,10 +78,10 @@ def run_cell(spec: CellSpec, *, workdir: Path | None = None, require_allocators:
         cell_dir = Path(tempfile.mkdtemp(prefix="cell-", dir=workdir))
         try:
             env = child_env(spec, found, base_env)
-            command, cwd = _command(spec, python, cell_dir, workdir)
+            command, own_cwd = _command(spec, python, cell_dir, workdir)
         except Exception as e:  # noqa: BLE001  (a cell that cannot be set up is failed, the run goes on)
             return CellResult(spec, "failed", reason=f"{type(e).__name__}: {e}")
-        result = _spawn(spec, env, cell_dir, command, cwd, on_progress)
+        result = _spawn(spec, env, cell_dir, command, own_cwd or (str(cwd) if cwd else None), on_progress)
     result.seconds = time.monotonic() - start
     if result.applied is not None:
         result.applied.notes += _complaints(result.stderr_tail)
@@ -213,7 +214,7 @@ def finish(result: CellResult) -> CellResult:
 def run_cells(specs: Sequence[CellSpec], *, jobs: int = 1, workdir: Path | None = None,
               require_allocators: bool = False, on_start: Callable[[CellSpec], None] | None = None,
               on_done: Callable[[CellResult], None] | None = None, on_progress: Progress | None = None,
-              ) -> list[CellResult]:
+              cwd: str | Path | None = None) -> list[CellResult]:
     """Run many cells, ``jobs`` at a time; results come back in the order of ``specs``."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -223,7 +224,8 @@ def run_cells(specs: Sequence[CellSpec], *, jobs: int = 1, workdir: Path | None 
         def one(spec: CellSpec) -> CellResult:
             if on_start is not None:
                 on_start(spec)
-            result = run_cell(spec, workdir=workdir, require_allocators=require_allocators, on_progress=on_progress)
+            result = run_cell(spec, workdir=workdir, require_allocators=require_allocators, on_progress=on_progress,
+                              cwd=cwd)
             if on_done is not None:
                 on_done(result)
             return result
