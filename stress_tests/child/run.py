@@ -53,17 +53,22 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def helpers() -> dict[str, Any]:
-    """The optional stdlib-only helper modules present in this checkout (the seam for heap counters)."""
-    found = {}
+def helpers() -> tuple[dict[str, Any], dict[str, str]]:
+    """The optional stdlib-only helper modules present in this checkout (the seam for heap counters),
+    and those that failed to load with why: a broken helper costs the cell its figures, never its run."""
+    found, broken = {}, {}
     for name in OPTIONAL_HELPERS:
         if (Path(__file__).resolve().parent.parent / f"{name}.py").is_file():
-            found[name] = importlib.import_module(f"{_PRIVATE}.{name}")
-    return found
+            try:
+                found[name] = importlib.import_module(f"{_PRIVATE}.{name}")
+            except Exception as e:  # noqa: BLE001
+                broken[name] = f"{type(e).__name__}: {e}"
+    return found, broken
 
 
 def run(spec: CellSpec, journal: Journal) -> CellResult:
-    extra = {"foreign_modules": foreign_modules(_PRIVATE), "helpers": sorted(helpers())}
+    loaded, broken = helpers()
+    extra = {"foreign_modules": foreign_modules(_PRIVATE), "helpers": sorted(loaded), "helpers_failed": broken}
     probe, applied, info, fields = begin(spec, journal, extra)
     result = CellResult(spec, "ok", applied=applied, probe=info)
     if not applied.verified:

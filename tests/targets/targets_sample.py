@@ -64,6 +64,14 @@ def segfaults_on_third() -> None:
         ctypes.string_at(0)  # reads address 0: SIGSEGV
 
 
+def hangs_on_second() -> None:
+    import time
+
+    CALLS[0] += 1
+    while CALLS[0] == 2:
+        time.sleep(60)
+
+
 def exits() -> None:
     sys.exit(3)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -177,6 +178,28 @@ def test_a_syntax_error_names_the_file_and_line_and_the_matrix_goes_on(
     assert broken.status == "failed" and "SyntaxError" in broken.reason and "line 1" in broken.reason
     assert "def f(:" in broken.stderr_tail
     assert results[-2].spec.target == target("clean") and results[-2].status == "ok"  # the last matrix cell ran
+
+
+def test_a_hanging_target_is_killed_at_its_timeout_with_the_samples_so_far(tmp_path: Path) -> None:
+    result = run_cell(CellSpec(target=target("hangs_on_second"), iterations=5, timeout=2.0), workdir=tmp_path)
+    assert result.status == "timeout" and "no result after 2 s" in result.reason
+    assert result.iterations_done == 1
+
+
+def test_the_child_loads_optional_helpers_and_survives_a_broken_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seam for stdlib-only helpers such as heap counters: present files load, a failing one is noted."""
+    from stress_tests.child import run as child_run
+
+    monkeypatch.setattr(child_run, "OPTIONAL_HELPERS", ("units", "no_such_helper"))
+    loaded, broken = child_run.helpers()
+    assert list(loaded) == ["units"] and not broken  # absent files are not helpers
+
+    def refuse(name: str) -> None:
+        raise ImportError(f"{name} needs a library this interpreter lacks")
+
+    monkeypatch.setattr(child_run, "importlib", SimpleNamespace(import_module=refuse))
+    loaded, broken = child_run.helpers()
+    assert not loaded and broken == {"units": "ImportError: stress_tests.units needs a library this interpreter lacks"}
 
 
 def test_hunt_on_a_target_names_the_leaking_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
