@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .spec import CellSpec, SpecError, target_kind
+from .spec import CellSpec, SpecError, target_args_from, target_kind
 
 PYPROJECT = "pyproject.toml"
 _TOP_KEYS = {"targets", "iterations", "warmup", "timeout", "allocators", "profiles", "baselines", "python"}
@@ -158,8 +158,7 @@ def _target(raw: Any, file: Path, where: str) -> Target:
     args = raw.get("args", {})
     if not isinstance(args, Mapping):
         raise ProjectError(f"{where}: args must be a table of keyword arguments, got {args!r}")
-    # TOML values become the Python literals --target-arg takes (strings quoted, numbers and lists as written).
-    pairs = tuple((str(k), v if isinstance(v, str) and not _literal_like(v) else repr(v)) for k, v in args.items())
+    pairs = target_args_from(args)  # TOML values as the Python literals --target-arg takes
     try:
         CellSpec(target=text, target_args=pairs)
     except SpecError as e:
@@ -168,17 +167,6 @@ def _target(raw: Any, file: Path, where: str) -> Target:
                   None if raw.get("iterations") is None else _int(raw["iterations"], f"{where} iterations", 1),
                   None if raw.get("warmup") is None else _int(raw["warmup"], f"{where} warmup", 0),
                   None if raw.get("timeout") is None else _seconds(raw["timeout"], f"{where} timeout"))
-
-
-def _literal_like(text: str) -> bool:
-    """Would ``text`` as an argument be read as a number, list or other literal instead of this string?"""
-    import ast
-
-    try:
-        ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return False
-    return True
 
 
 def _known(table: Mapping[str, Any], known: set[str], where: str) -> None:

@@ -175,6 +175,27 @@ def check_target(target: str, args: tuple[tuple[str, str], ...] = ()) -> None:
             raise SpecError(f"target argument {key!r} is not a Python keyword name")
 
 
+def target_args_from(values: Any) -> tuple[tuple[str, str], ...]:
+    """Keyword arguments (a mapping of Python values, or KEY/VALUE text pairs) as ``target_args`` text.
+
+    Text goes to the child as written unless it would read as another literal there (``"16"``
+    stays the string); every other value is spelled as its literal (``16``, ``[1, 2]``).
+    """
+    import ast
+
+    pairs = values.items() if hasattr(values, "items") else values
+    out = []
+    for key, value in pairs:
+        if isinstance(value, str):
+            try:
+                ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                out.append((str(key), value))
+                continue
+        out.append((str(key), repr(value)))
+    return tuple(out)
+
+
 @dataclass
 class StageMemory:
     """Memory of one stage (create core, read, compile, ...): RSS before and after, and its peak.

@@ -117,3 +117,41 @@ def test_memgate_leaks_checks_every_test_and_a_failing_body_is_a_clear_failure(p
     result.stdout.fnmatch_lines(["*::test_fixture_breaks/glibc/arena_max=1: the cell did not finish (failed): "
                                  "the test's setup failed in the child: *RuntimeError*"])
     result.stdout.fnmatch_lines(["*::test_unmarked_clean *no-leak*memleak ok"])
+
+
+def test_a_marker_can_name_a_target_and_its_args(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(service="""
+        KEPT = []
+
+        def keep(size):
+            KEPT.append(b"k" * size)
+    """)
+    pytester.makepyfile(test_target="""
+        import pytest
+
+        @pytest.mark.memleak(target="service.py:keep", target_args={"size": 32768}, iterations=100)
+        def test_service_keeps_nothing():
+            pass
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*memleak: target/service.py:keep?size=32768?/glibc: memory grows: "
+                                 "*RssAnon +32.0 KiB/iteration*"])
+
+
+def test_target_args_from_python_values_reads_back_as_the_same_values() -> None:
+    import ast
+
+    from stress_tests.spec import target_args_from
+
+    values = {"size": 16, "name": "lru", "tag": "16", "sizes": [1, 2], "flag": True}
+    pairs = target_args_from(values)
+    assert dict(pairs) == {"size": "16", "name": "lru", "tag": "'16'", "sizes": "[1, 2]", "flag": "True"}
+
+    def back(text: str) -> object:  # what the child does with each value
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    assert {k: back(v) for k, v in pairs} == values

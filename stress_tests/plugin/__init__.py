@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ..spec import TEST_PREFIX, CellResult, CellSpec, SpecError
+from ..spec import TEST_PREFIX, CellResult, CellSpec, SpecError, target_args_from
 from ..units import format_size, parse_size
 from .body import PIPELINE_FIELDS, body_target, child_job, leak_plot, run_body, setup_failed
 from .markers import MARKERS, MemoryCheckFailed, Violation, check_keywords, marker_help, peak_of
@@ -123,6 +123,8 @@ def spec_from(config: pytest.Config, fields: Mapping[str, Any]) -> CellSpec:
             values[key] = tuple((str(k), str(v)) for k, v in values[key].items())
         elif key in values:
             values[key] = tuple(tuple(kv) for kv in values[key])
+    if "target_args" in values:  # a dict of Python values in a marker, as --target-arg text
+        values["target_args"] = target_args_from(values["target_args"])
     if "inject_leak_bytes" in values:
         values["inject_leak_bytes"] = parse_size(values["inject_leak_bytes"])
     env_allocator, env_tunables = (os.environ.get(n, "").strip() for n in ("MEMGATE_ALLOCATOR", "MEMGATE_TUNABLES"))
