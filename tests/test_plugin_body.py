@@ -81,6 +81,7 @@ def test_memgate_leaks_checks_every_test_and_a_failing_body_is_a_clear_failure(p
     pytester.makepyfile("""
         import os
         import sys
+        import unittest
 
         import pytest
 
@@ -106,9 +107,18 @@ def test_memgate_leaks_checks_every_test_and_a_failing_body_is_a_clear_failure(p
 
         def test_fixture_breaks(broken_in_child):
             pass
+
+        class Case(unittest.TestCase):  # unittest methods run through their TestCase: --memgate-leaks leaves them
+            def test_unittest(self):
+                KEPT.append(b"u" * 32768)
+
+        @pytest.mark.memleak(iterations=10)
+        class MarkedCase(unittest.TestCase):  # marked explicitly: a clear failure, not a false green
+            def test_marked_unittest(self):
+                pass
     """)
     result = pytester.runpytest("--memgate-leaks=80", "--memgate-tunable", "arena_max=1")
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(passed=2, failed=4)
     result.stdout.fnmatch_lines([
         "*::test_unmarked_leak/glibc/arena_max=1: memory grows: *RssAnon +32.0 KiB/iteration*",
     ])
@@ -116,7 +126,10 @@ def test_memgate_leaks_checks_every_test_and_a_failing_body_is_a_clear_failure(p
                                  "raised on iteration 5: ValueError: the fifth call fails"])
     result.stdout.fnmatch_lines(["*::test_fixture_breaks/glibc/arena_max=1: the cell did not finish (failed): "
                                  "the test's setup failed in the child: *RuntimeError*"])
+    result.stdout.fnmatch_lines(["*::MarkedCase::test_marked_unittest/glibc/arena_max=1: the cell did not finish "
+                                 "(failed): the child pytest measured no test body*"])
     result.stdout.fnmatch_lines(["*::test_unmarked_clean *no-leak*memleak ok"])
+    result.stdout.no_fnmatch_line("*::Case::test_unittest *")
 
 
 def test_a_marker_can_name_a_target_and_its_args(pytester: pytest.Pytester) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ import pytest
 
 from ..spec import TEST_PREFIX, CellResult, CellSpec, SpecError, target_args_from
 from ..units import format_size, parse_size
-from .body import PIPELINE_FIELDS, body_target, child_job, leak_plot, run_body, setup_failed
+from .body import PIPELINE_FIELDS, body_target, child_job, leak_plot, not_run, run_body, setup_failed
 from .markers import MARKERS, MemoryCheckFailed, Violation, check_keywords, marker_help, peak_of
 
 __all__ = ["MARKERS", "MemoryCheckFailed", "Violation", "memgate_cell", "memgate_run", "spec_from"]
@@ -242,7 +243,9 @@ def _leaks_mark(item: pytest.Item) -> list[tuple[str, Mapping[str, Any]]]:
     """``--memgate-leaks=N``: a body memleak check for a test that has no memgate marker or fixture of its own."""
     n = item.config.getoption("memgate_leaks", 0)
     uses_ours = {"memgate_cell", "memgate_run"} & set(getattr(item, "fixturenames", ()))
-    if n and isinstance(item, pytest.Function) and not uses_ours:
+    # a plain test function only: unittest cases run through their TestCase, async ones through their loop
+    plain = type(item) is pytest.Function and not inspect.iscoroutinefunction(getattr(item, "obj", None))
+    if n and plain and not uses_ours:
         return [("memleak", {"iterations": n})]
     return []
 
@@ -325,8 +328,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     job = child_job(config)
     if job is not None:  # the child of a body cell: its result file is its outcome, whatever pytest counted
-        if Path(job["result"]).exists():
-            session.exitstatus = pytest.ExitCode.OK
+        if not Path(job["result"]).exists():
+            not_run(job, session)
+        session.exitstatus = pytest.ExitCode.OK
         return
     state = config.stash.get(_STATE, None)
     if state is None or not state.by_spec:

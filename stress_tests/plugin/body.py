@@ -13,6 +13,7 @@ in the child is a failed cell with pytest's report of it.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -54,7 +55,7 @@ def child_job(config: pytest.Config) -> dict[str, Any] | None:
 
 def run_body(job: dict[str, Any], pyfuncitem: pytest.Function) -> None:
     """The measured loop over the test function with its fixtures' values (set up once, by pytest)."""
-    from ..child.loop import TargetFailed, begin, failed, foreign_modules, iterate
+    from ..child.loop import TargetFailed, begin, failed, foreign_modules
     from ..journal import Journal, journal_path
 
     spec = CellSpec.from_dict(job["spec"])
@@ -63,24 +64,44 @@ def run_body(job: dict[str, Any], pyfuncitem: pytest.Function) -> None:
     try:
         probe, applied, info, fields = begin(spec, journal, {"foreign_modules": foreign_modules("stress_tests")})
         result = CellResult(spec, "ok", applied=applied, probe=info)
-        if not applied.verified:
-            result.status, result.reason = "failed", applied.notes[0]
-        else:
-            function: Callable[..., Any] = pyfuncitem.obj
-            names = pyfuncitem._fixtureinfo.argnames  # what pytest itself passes the test function
-            kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-            # pytest, its plugins and the fixtures live as long as the loop: out of the per-iteration
-            # collection's sight (a full collection over them costs milliseconds per iteration).
-            gc.collect()
-            gc.freeze()
-            try:
-                iterate(spec, probe, fields, journal, result, lambda: function(**kwargs))
-            except TargetFailed as e:
-                failed(result, e)
+        try:
+            _loop(spec, pyfuncitem, probe, applied, fields, journal, result)
+        except TargetFailed as e:
+            failed(result, e)
         probe.close()
     finally:
         journal.close()
     write_json_atomic(result_path, result.to_dict())
+
+
+def _loop(spec: CellSpec, pyfuncitem: pytest.Function, probe: Any, applied: Any, fields: tuple[str, ...],
+          journal: Any, result: CellResult) -> None:
+    from ..child.loop import TargetFailed, iterate
+
+    if not applied.verified:
+        result.status, result.reason = "failed", applied.notes[0]
+        return
+    function: Callable[..., Any] = pyfuncitem.obj
+    if inspect.iscoroutinefunction(function):
+        raise TargetFailed(f"{pyfuncitem.nodeid} is an async test: its body cannot be called in a loop "
+                           f"without its event loop plugin")
+    names = pyfuncitem._fixtureinfo.argnames  # what pytest itself passes the test function
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    # pytest, its plugins and the fixtures live as long as the loop: out of the per-iteration
+    # collection's sight (a full collection over them costs milliseconds per iteration).
+    gc.collect()
+    gc.freeze()
+    iterate(spec, probe, fields, journal, result, lambda: function(**kwargs))
+
+
+def not_run(job: dict[str, Any], session: pytest.Session) -> None:
+    """The child ended without measuring the body (not collected, a unittest case, ...): say so as the cell."""
+    spec = CellSpec.from_dict(job["spec"])
+    selected = spec.target[len(TEST_PREFIX):]
+    result = CellResult(spec, "failed", reason=f"the child pytest measured no test body: {session.testscollected} "
+                        f"test(s) collected for {selected} (exit status {int(session.exitstatus)}); a unittest "
+                        f"TestCase method cannot be looped by memgate")
+    write_json_atomic(job["result"], result.to_dict())
 
 
 def setup_failed(job: dict[str, Any], report: pytest.TestReport) -> None:
