@@ -20,11 +20,15 @@ _EXAMPLES = {
     "doctor": "example:\n  memgate doctor\n  memgate doctor --require-allocators   # exit 2 if one is missing",
     "run": ("example:\n  memgate run --pipeline recompile --model u2netp --mode arena --allocator jemalloc \\\n"
             "      --tunable arena_max=1 --iterations 300 --json out.json\n"
-            "  memgate run --model mlp --inject-leak 64KiB --iterations 100   # self-test: must say leak"),
+            "  memgate run --model mlp --inject-leak 64KiB --iterations 100   # self-test: must say leak\n"
+            "  memgate run --target app/cache.py:Cache --target-arg size=4096 --python .venv/bin/python \\\n"
+            "      --iterations 300   # your own callable, under your venv"),
     "matrix": ("example:\n  memgate matrix --model mlp,u2netp --mode all --pipeline reinfer,recompile \\\n"
-               "      --allocator all --tunable arena_max=default,1 --iterations 200 -j 2 --json results.json"),
+               "      --allocator all --tunable arena_max=default,1 --iterations 200 -j 2 --json results.json\n"
+               "  memgate matrix --target app/cache.py:Cache,app.parse:parse --allocator all --iterations 200"),
     "hunt": ("example:\n  memgate hunt --pipeline reinfer --model mlp --iterations 60\n"
-             "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line"),
+             "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line\n"
+             "  memgate hunt --target app/cache.py:Cache --frames 5           # where your code's memory grows"),
     "check": ("example:\n  memgate check                  # quick gating set, every installed allocator\n"
               "  memgate check --allocators jemalloc --profile arena1 --models u2netp,mlp\n"
               "  memgate check --repeat 3 && memgate baseline update memgate-report/results.json\n"

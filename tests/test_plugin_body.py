@@ -168,3 +168,21 @@ def test_target_args_from_python_values_reads_back_as_the_same_values() -> None:
             return text
 
     assert {k: back(v) for k, v in pairs} == values
+
+
+def test_the_child_pytest_selects_one_test_and_keeps_it_in_its_own_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stress_tests.plugin import body
+    from stress_tests.spec import CellSpec
+
+    spec = CellSpec(target="pytest:/p/test_x.py::test_y[1]", iterations=5)
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    real = body.importlib.util.find_spec
+    monkeypatch.setattr(body.importlib.util, "find_spec", lambda name: object() if name == "xdist" else real(name))
+    command, cwd = body.body_command(spec, "/py", tmp_path / "job.json", str(tmp_path / "r.json"))
+    assert command[:4] == ["/py", "-m", "pytest", "/p/test_x.py::test_y[1]"] and cwd is None
+    assert command[command.index("-n") + 1] == "0"  # a project's "-n auto" would move the body to a worker
+    assert command[-2:] == ["--memgate-body-job", str(tmp_path / "job.json")]
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    command, _ = body.body_command(spec, "/py", tmp_path / "job.json", str(tmp_path / "r.json"))
+    assert "stress_tests.plugin" in command and "-n" not in command

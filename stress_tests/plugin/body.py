@@ -13,6 +13,7 @@ in the child is a failed cell with pytest's report of it.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import inspect
 import json
 import os
@@ -42,6 +43,8 @@ def body_command(spec: CellSpec, python: str, job: Path, result: str) -> tuple[l
     command = [python, "-m", "pytest", selected, "-q", "-p", "no:cacheprovider"]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # the entry point is not loaded: name the plugin
         command += ["-p", "stress_tests.plugin"]
+    elif importlib.util.find_spec("xdist") is not None:  # a project's "-n auto" would move the body to a worker
+        command += ["-n", "0"]
     return [*command, "--memgate-body-job", str(job)], None
 
 
