@@ -105,7 +105,12 @@ def import_target(target: str) -> Any:
             raise ImportError(f"{where} cannot be loaded as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses and pickling look the module up by name
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as e:
+            if "relative import" in str(e):  # a module of a package, loaded alone by its path
+                raise ImportError(f"{e}: {where} belongs to a package; name it as package.module:NAME") from e
+            raise
         return module
     sys.path.insert(0, os.getcwd())  # as ``python -m`` does: the project's own packages first
     return importlib.import_module(where)

@@ -123,6 +123,8 @@ FAILURES = {
     "exits": (target("exits"), "failed", "raised SystemExit: 3"),
     "segfault": (target("segfaults_on_third"), "crashed", "killed by SIGSEGV after 2 iteration(s)"),
     "wrong argument": (target("clean"), "failed", "cannot be called with nope"),
+    "package module by path": (f"{HERE / 'relpkg' / 'relative.py'}:f", "failed",
+                               "belongs to a package; name it as package.module:NAME"),
 }
 
 
