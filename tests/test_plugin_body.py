@@ -16,6 +16,8 @@ import pytest
 import stress_tests.analysis  # noqa: F401
 import stress_tests.report  # noqa: F401
 
+pytestmark = pytest.mark.stress  # every test here runs harness children
+
 pytest_plugins = ["pytester"]
 # The inner sessions run in this process and pytester forgets what they imported: C extensions
 # (scipy's, matplotlib's) cannot load twice, so what the plugin reaches for is imported once, above.

@@ -10,6 +10,8 @@ from stress_tests import cli
 from stress_tests.project import ProjectError, find
 from stress_tests.results import read_results
 
+pytestmark = pytest.mark.stress  # every test here runs harness children
+
 PYPROJECT = """
 [project]
 name = "myapp"

@@ -22,6 +22,8 @@ from stress_tests import cli
 from stress_tests.results import read_results
 from stress_tests.runner import PACKAGE_ROOT
 
+pytestmark = pytest.mark.stress  # every test here runs harness children
+
 PROBE = '''
 import sys
 

@@ -17,6 +17,8 @@ from stress_tests.results import read_results
 from stress_tests.runner import run_cell
 from stress_tests.spec import CellResult, CellSpec, SpecError
 
+pytestmark = pytest.mark.stress  # every test here runs harness children
+
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE / "targets_sample.py"
 KiB = 1024
