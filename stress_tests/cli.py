@@ -280,7 +280,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     rows = gate.gating_set(models, full=args.full)
     if not rows:
         raise UsageError("the gating set is empty")
-    specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat))
+    kernels = split_list(args.blas_kernels) if args.blas_kernels else ()
+    specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat, blas_kernels=kernels))
     if not specs:
         raise UsageError("no cells to run: no allocator installed or selected")
     for spec in dict.fromkeys(specs):

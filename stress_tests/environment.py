@@ -40,16 +40,36 @@ def glibc_version() -> str | None:
 
 
 def numpy_blas() -> dict[str, Any]:
-    """numpy's BLAS: name and version from its build config (numpy 1.26+), else what can be found."""
+    """numpy's BLAS: name and version from its build config (numpy 1.26+), and the kernel it runs here.
+
+    ``kernel`` is the core type the BLAS chose at load time (OpenBLAS sizes its GEMM buffers by it:
+    SkylakeX, Haswell, Zen, ...), read through threadpoolctl; ``OPENBLAS_CORETYPE`` overrides it.
+    """
+    out: dict[str, Any] = {"name": None, "version": None, "kernel": blas_kernel()}
     try:
         import numpy as np
 
         config = np.show_config(mode="dicts")  # type: ignore[call-arg]
         blas = config.get("Build Dependencies", {}).get("blas", {})
-        return {"name": blas.get("name"), "version": blas.get("version"),
-                "openblas_config": blas.get("openblas configuration")}
+        out.update(name=blas.get("name"), version=blas.get("version"),
+                   openblas_config=blas.get("openblas configuration"))
     except Exception:  # noqa: BLE001  (older numpy prints instead of returning)
-        return {"name": None, "version": None}
+        pass
+    return out
+
+
+def blas_kernel() -> str | None:
+    """The BLAS kernel numpy runs on in this process (OpenBLAS's core name, e.g. ``SkylakeX``), or None."""
+    try:
+        import numpy  # noqa: F401  (loads the BLAS whose kernel is asked)
+        import threadpoolctl
+
+        for info in threadpoolctl.threadpool_info():
+            if info.get("user_api") == "blas":
+                return str(info.get("architecture") or info.get("internal_api") or "") or None
+    except Exception:  # noqa: BLE001  (no numpy, no threadpoolctl, or a BLAS it cannot name)
+        return None
+    return None
 
 
 def _version(dist: str) -> str | None:

@@ -85,17 +85,26 @@ def gating_set(models: Sequence[str] | None = None, full: bool = False) -> list[
 
 
 def specs(rows: Sequence[Row], allocators: Sequence[str], profiles: Sequence[str], repeat: int = 1,
-          timeout: float = 600.0) -> list[CellSpec]:
-    """Rows x modes x allocators x profiles (x repeats), each a cell spec with the profile's settings."""
-    from .profiles import settings
+          timeout: float = 600.0, blas_kernels: Sequence[str] = ()) -> list[CellSpec]:
+    """Rows x modes x allocators x profiles (x repeats), each a cell spec with the profile's settings.
+
+    A profile an allocator has no knob for (``profiles.defined``) is left out. With ``blas_kernels``,
+    pass ``i`` runs under kernel ``i mod len(blas_kernels)``: a baseline recorded so has its spread,
+    and so its tolerance, measured across kernels.
+    """
+    from .profiles import defined, settings
 
     once = []
     for row, allocator, profile in itertools.product(rows, allocators, profiles):
+        if not defined(profile, allocator):
+            continue
         tunables, trim = settings(profile, allocator)
         once += [CellSpec(pipeline=row.pipeline, model=row.model, model_options=row.options, mode=mode,
                           allocator=allocator, tunables=tunables, trim=trim, iterations=row.iterations,
                           timeout=timeout) for mode in row.modes]
-    return once * repeat  # whole passes, not adjacent copies: repeats then sample different moments of load
+    if not blas_kernels:
+        return once * repeat  # whole passes, not adjacent copies: repeats then sample different moments of load
+    return [s.replace(blas_kernel=blas_kernels[i % len(blas_kernels)]) for i in range(repeat) for s in once]
 
 
 def default_jobs() -> int:
