@@ -170,7 +170,9 @@ _VERDICT_STYLE = {"regression": "bold red", "improvement": "cyan", "ok": "green"
                   "missing": "yellow"}
 _TITLES = {"rss_delta": "RSS change per stage", "hwm_delta": "peak above start per stage (VmHWM)",
            "anon_delta": "anonymous memory change per stage (RssAnon)",
-           "steady_rss": "steady-state RSS", "steady_anon": "steady-state RssAnon", "peak_hwm": "loop peak (VmHWM)",
+           "steady_rss": "steady-state RSS above the post-import state",
+           "steady_anon": "steady-state RssAnon above the post-import state",
+           "peak_hwm": "loop peak (VmHWM) above the post-import state",
            "growth": "growth per iteration",
            "latency": "steady latency per iteration"}
 
@@ -205,14 +207,17 @@ def comparison_tables(comparison: Comparison, console: Console, only_changes: bo
             continue
         t = Table(title=title, title_justify="left", show_edge=False)
         staged = ":" in mine[0]["metric"]
+        causes = any(r.get("cause") for r in mine)  # VmRSS/VmHWM rows past their gate: how much was file-backed
         for col in ("cell", *(("stage",) if staged else ()), "baseline", "current", "ratio", "± tolerance",
-                    "verdict"):
-            t.add_column(col, justify="left" if col in ("cell", "stage", "verdict") else "right", overflow="fold")
+                    "verdict", *(("what moved",) if causes else ())):
+            t.add_column(col, justify="left" if col in ("cell", "stage", "verdict", "what moved") else "right",
+                         overflow="fold")
         for r in mine:
             ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else ""
             stage = (r["metric"].split(":", 1)[1],) if staged else ()
             t.add_row(escape(r["cell"]), *map(escape, stage), fmt_value(r, "baseline"), fmt_value(r, "current"), ratio,
-                      fmt_value(r, "tolerance"), verdict_text(r["verdict"]))
+                      fmt_value(r, "tolerance"), verdict_text(r["verdict"]),
+                      *((escape(r.get("cause", "")),) if causes else ()))
         console.print(t)
 
 

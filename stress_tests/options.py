@@ -144,8 +144,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                            "help": "run every cell N times (records the spread a baseline's tolerance needs)"}),
     Option(("--blas-kernels",), {"default": "", "metavar": "LIST",
                                  "help": "when recording: run repeat i under OpenBLAS kernel i mod len(LIST) "
-                                         "(OPENBLAS_CORETYPE, e.g. SkylakeX,Haswell,Zen), so the spread, and "
-                                         "the tolerance, is measured across kernels"}),
+                                         "(OPENBLAS_CORETYPE, e.g. SkylakeX,Haswell,Sandybridge, or auto: those of "
+                                         "them this CPU runs), so the spread, and the tolerance, is measured "
+                                         "across kernels"}),
 )}
 
 CELL = ("pipeline", "model", "model_options", "mode", "runtime", "allocator", "allocator_path", "tunables",

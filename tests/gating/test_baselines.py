@@ -119,6 +119,24 @@ def test_a_16_mib_anonymous_regression_at_the_same_stage_still_fails(tmp_path: P
     assert failed["rss_delta:compile"]["cause"] == "+16.0 MiB VmRSS, of which +0 B file-backed, RssAnon +16.0 MiB"
 
 
+def test_entries_record_their_blas_kernels_and_compare_warns_on_another(tmp_path: Path) -> None:
+    kernels = ["SkylakeX", "Haswell", "SkylakeX"]
+    update([results(*[cell() for _ in kernels], fingerprint={**FINGERPRINT, "blas": {"kernel": "SkylakeX"}})],
+           tmp_path)
+    data = read_baseline(tmp_path / f"{GLIBC_KEY}.json")
+    assert data["entries"]["reinfer/mlp/default/builtin"]["blas_kernels"] == ["SkylakeX"]
+    runs = [cell() for _ in kernels]
+    for c, k in zip(runs, kernels):  # repeats recorded with --blas-kernels carry their own
+        object.__setattr__(c, "spec", c.spec.replace(blas_kernel=k))
+    update([results(*runs)], tmp_path)
+    entry = read_baseline(tmp_path / f"{GLIBC_KEY}.json")["entries"]["reinfer/mlp/default/builtin"]
+    assert entry["blas_kernels"] == ["Haswell", "SkylakeX"]
+    other = compare(results(cell(), fingerprint={**FINGERPRINT, "blas": {"kernel": "Sandybridge"}}), tmp_path)
+    assert any("BLAS kernel Sandybridge" in w and "Haswell, SkylakeX" in w for w in other.warnings), other.warnings
+    same = compare(results(cell(), fingerprint={**FINGERPRINT, "blas": {"kernel": "Haswell"}}), tmp_path)
+    assert not any("BLAS kernel" in w for w in same.warnings)
+
+
 def test_version_1_files_lose_their_absolute_levels_when_read(tmp_path: Path) -> None:
     update([results(cell())], tmp_path)
     path = tmp_path / f"{GLIBC_KEY}.json"
