@@ -98,7 +98,7 @@ def _add_gate_parsers(sub: Any) -> None:
     text = "compare a results file with the baselines: a table per metric, exit 1 on a regression"
     p = sub.add_parser("compare", help=text, description=text, epilog=_EXAMPLES["compare"], formatter_class=fmt)
     p.add_argument("results", metavar="RESULTS.json")
-    add_options(p, ("baselines", "project", "strict"))
+    add_options(p, ("baselines", "project", "strict", "gate_latency"))
     p.add_argument("--changes-only", action="store_true", help="leave out the rows within tolerance")
     text = "record results as baselines (update) or combine shards' and machines' results (merge)"
     p = sub.add_parser("baseline", help=text, description=text, epilog=_EXAMPLES["baseline"], formatter_class=fmt)
@@ -292,8 +292,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     installed = [f.name for f in discover() if f.installed]
     project = _project(args)
-    if project is not None and (args.models or args.full):
-        raise UsageError(f"--models and --full choose from memgate's own gating set; {project.file} has its own")
+    if project is not None and (args.models or args.full or args.blas_kernels):
+        raise UsageError(f"--models, --full and --blas-kernels choose from memgate's own gating set; "
+                         f"{project.file} has its own")
     listed = args.allocators or (",".join(project.allocators) if project and project.allocators else None)
     allocators = _checked(lambda: split_list(listed, [f.name for f in discover()], "allocator")
                           ) if listed else installed
@@ -308,7 +309,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         rows = gate.gating_set(models, full=args.full)
         if not rows:
             raise UsageError("the gating set is empty")
-        specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat))
+        from .environment import check_blas_kernels, runnable_kernels
+
+        kernels = (runnable_kernels() if args.blas_kernels == "auto"
+                   else split_list(args.blas_kernels) if args.blas_kernels else ())
+
+        _checked(functools.partial(check_blas_kernels, kernels))
+        specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat, blas_kernels=kernels))
     if not specs:
         raise UsageError("no cells to run: no allocator installed or selected")
     for spec in dict.fromkeys(specs):
@@ -325,7 +332,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     outcome = gate.run(specs, jobs=args.jobs or gate.default_jobs(), baselines=baselines, out_dir=args.out,
                        command=["memgate", *args.argv], console=out, err=err, workdir=_workdir(args),
                        require_allocators=args.require_allocators or bool(listed),
-                       cwd=project.root if project else None)
+                       gate_latency=args.gate_latency, cwd=project.root if project else None)
     gate.comparison_tables(outcome.comparison, out, only_changes=True)
     gate.check_summary(outcome.results, outcome.comparison, out)
     gate.comparison_footer(outcome.comparison, out, strict=args.strict)
@@ -342,7 +349,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .results import ResultsError
 
     try:
-        comparison = compare(args.results, _baselines_dir(args))
+        comparison = compare(args.results, _baselines_dir(args), gate_latency=args.gate_latency)
     except (BaselineError, ResultsError) as e:
         raise UsageError(str(e)) from None
     out = _console()

@@ -143,6 +143,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
     Option(("--baselines",), {"default": None, "metavar": "DIR",
                               "help": "baseline files folder (default: ./baselines, else the checkout's)"}),
     Option(("--strict",), {"action": "store_true", "help": "a cell or metric without a baseline fails too"}),
+    Option(("--gate-latency",), {"action": "store_true",
+                                 "help": "a slowdown past its tolerance fails too (default: reported as 'slower'; "
+                                         "latency on a shared machine follows its load)"}),
     Option(("--out",), {"default": None, "metavar": "DIR", "help": "output folder"}),
     Option(("--models",), {"default": None, "metavar": "LIST",
                            "help": "only these zoo models (comma-separated; a model outside the set is added)"}),
@@ -157,6 +160,11 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
     Option(("--full",), {"action": "store_true", "help": "the nightly set: thousands of iterations, larger models"}),
     Option(("--repeat",), {"type": _positive, "default": 1, "metavar": "N",
                            "help": "run every cell N times (records the spread a baseline's tolerance needs)"}),
+    Option(("--blas-kernels",), {"default": "", "metavar": "LIST",
+                                 "help": "when recording: run repeat i under OpenBLAS kernel i mod len(LIST) "
+                                         "(OPENBLAS_CORETYPE, e.g. SkylakeX,Haswell,Sandybridge, or auto: those of "
+                                         "them this CPU runs), so the spread, and the tolerance, is measured "
+                                         "across kernels"}),
 )}
 
 CELL = ("target", "target_args", "python", "pipeline", "model", "model_options", "mode", "runtime", "allocator",
@@ -164,7 +172,8 @@ CELL = ("target", "target_args", "python", "pipeline", "model", "model_options",
         "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
-GATE = ("project", "models", "allocators", "profile", "full", "repeat", "baselines", "strict", "out", "jobs",
+GATE = ("project", "models", "allocators", "profile", "full", "repeat", "blas_kernels", "baselines", "strict",
+        "gate_latency", "out", "jobs",
         "workdir")
 
 

@@ -70,10 +70,12 @@ class Project:
 
     def specs(self, allocators: Sequence[str], profiles: Sequence[str], repeat: int = 1) -> list[CellSpec]:
         """Targets x allocators x profiles (x repeats), each a target cell with the profile's settings."""
-        from .profiles import settings
+        from .profiles import defined, settings
 
         once = []
         for t, allocator, profile in itertools.product(self.targets, allocators, profiles):
+            if not defined(profile, allocator):  # a profile the allocator has no knob for
+                continue
             tunables, trim = settings(profile, allocator)
             once.append(CellSpec(target=t.target, target_args=t.args, allocator=allocator, tunables=tunables,
                                  trim=trim, iterations=t.iterations or self.iterations,

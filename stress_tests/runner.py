@@ -52,6 +52,8 @@ def child_env(spec: CellSpec, found: allocators.Found, base: Mapping[str, str] |
     elif PACKAGE_ROOT not in paths:
         env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT, *paths])
     env["PYTHONUNBUFFERED"] = "1"
+    if spec.blas_kernel:
+        env["OPENBLAS_CORETYPE"] = spec.blas_kernel
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash leaves a Python traceback in the stderr tail
     return env
 

@@ -70,6 +70,7 @@ class CellSpec:
     target: str = ""  # "path/file.py:NAME", "package.module:NAME" or "pytest:<nodeid>" (pipeline "target")
     target_args: tuple[tuple[str, str], ...] = ()  # keyword arguments of the target, values as Python literals
     python: str = ""  # the child's interpreter (a user's venv); "" is memgate's own
+    blas_kernel: str = ""  # OPENBLAS_CORETYPE for the child (recording baselines across kernels); "" = the CPU's
 
     def __post_init__(self) -> None:
         if self.target or self.pipeline == TARGET:
@@ -203,6 +204,11 @@ class StageMemory:
     ``peak_method`` is ``clear_refs`` (the peak was reset at the stage start: exact) or ``hwm``
     (no reset allowed: the process high-water mark, an upper bound that may belong to an
     earlier stage; ``peak`` is then exact only when the stage raised it).
+
+    The allocator is settled (``stress_tests.settle``) before the stage and before ``rss_after`` /
+    ``anon_after`` are read, so those do not depend on the allocator's purge timers;
+    ``rss_unsettled`` / ``anon_unsettled`` are the same readings taken just before settling (None
+    where the allocator could not be settled: then the "after" figures are unsettled too).
     """
 
     stage: str
@@ -213,6 +219,8 @@ class StageMemory:
     peak: int | None = None
     peak_method: str = "clear_refs"
     seconds: float = 0.0
+    rss_unsettled: int | None = None
+    anon_unsettled: int | None = None
 
     @property
     def delta(self) -> int | None:

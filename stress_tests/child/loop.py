@@ -23,7 +23,7 @@ from typing import Any
 from ..journal import Journal
 from ..probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_start
 from ..spec import Applied, CellResult, CellSpec
-from ..worker import _asdict, _malloc_trim, measure, verify
+from ..worker import _asdict, _malloc_trim, _settler, measure, verify
 
 #: What the stages and the first call are named in results and reports.
 FIRST_CALL = "iter1 call"
@@ -59,6 +59,7 @@ def begin(spec: CellSpec, journal: Journal, extra: dict[str, Any]) -> tuple[Prob
     """Prove the allocator, open the probe, write the journal's start: (probe, applied, probe info, fields).
 
     ``extra`` goes into the probe info (the child's own baseline: its RSS before the user's code).
+    ``settler(spec, info, applied)`` then gives the stages' allocator settling, as pipelines have it.
     """
     applied = verify(spec)
     probe = make_probe("proc")  # never psutil: the child imports the standard library only
@@ -73,7 +74,13 @@ def begin(spec: CellSpec, journal: Journal, extra: dict[str, Any]) -> tuple[Prob
     return probe, applied, info, fields
 
 
-def stage(probe: Probe, name: str, fn: Callable[[], Any], journal: Journal, what: str) -> tuple[Any, Any]:
+def settler(spec: CellSpec, info: dict[str, Any], applied: Applied) -> Any:
+    """The allocator settling of stage samples (jemalloc's and mimalloc's purge timers), or None: see ``settle``."""
+    return _settler(spec, info, applied)
+
+
+def stage(probe: Probe, name: str, fn: Callable[[], Any], journal: Journal, what: str,
+          settle: Any = None) -> tuple[Any, Any]:
     """Run ``fn`` as a measured stage: (its StageMemory, its return value); raises TargetFailed on an error."""
     box: list[Any] = []
 
@@ -81,14 +88,14 @@ def stage(probe: Probe, name: str, fn: Callable[[], Any], journal: Journal, what
         box.append(fn())
 
     try:
-        memory = measure(probe, name, step, None, journal)
+        memory = measure(probe, name, step, None, journal, settle)
     except (Exception, SystemExit) as e:  # noqa: BLE001  (the user's code: any error is the cell's reason)
         raise TargetFailed(f"{what} raised {type(e).__name__}: {e}", e) from None
     return memory, box[0]
 
 
 def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Journal, result: CellResult,
-            call: Callable[[], Any]) -> None:
+            call: Callable[[], Any], settle: Any = None) -> None:
     """Call ``call`` ``spec.total_iterations`` times, sampled after each; fills ``result`` (series, latency, hunt)."""
     trim = _malloc_trim() if spec.trim else None
     if spec.trim and trim is None:
@@ -112,7 +119,7 @@ def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Jour
             probe.reset_peak()
             t0 = time.perf_counter()
             if i == 0:
-                memory, _ = stage(probe, FIRST_CALL, call, journal, "the first call")
+                memory, _ = stage(probe, FIRST_CALL, call, journal, "the first call", settle)
                 result.stages.append(memory)
                 first_peak = memory.peak
             else:

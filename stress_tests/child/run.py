@@ -30,7 +30,7 @@ from typing import Any
 from ..journal import Journal, journal_path
 from ..spec import CellResult, CellSpec, target_kind, write_json_atomic
 from . import OPTIONAL_HELPERS
-from .loop import TargetFailed, begin, failed, foreign_modules, iterate, stage
+from .loop import TargetFailed, begin, failed, foreign_modules, iterate, settler, stage
 
 _PRIVATE = __name__.split(".", 1)[0]
 
@@ -74,16 +74,17 @@ def run(spec: CellSpec, journal: Journal) -> CellResult:
     if not applied.verified:
         result.status, result.reason = "failed", applied.notes[0]
         return result
+    settle = settler(spec, info, applied)
     try:
-        _, module = stage(probe, "import", functools.partial(import_target, spec.target), journal,
-                          f"importing {spec.target}")
-        result.stages.append(_)
-        call, close = bind(spec, module, probe, journal, result)
+        memory, module = stage(probe, "import", functools.partial(import_target, spec.target), journal,
+                               f"importing {spec.target}", settle)
+        result.stages.append(memory)
+        call, close = bind(spec, module, probe, journal, result, settle)
         gc.collect()
         gc.freeze()  # the target's import-time objects: out of the per-iteration collection's way
-        iterate(spec, probe, fields, journal, result, call)
+        iterate(spec, probe, fields, journal, result, call, settle)
         if close is not None:
-            memory, _ = stage(probe, "close", close, journal, "close()")
+            memory, _ = stage(probe, "close", close, journal, "close()", settle)
             result.stages.append(memory)
     except TargetFailed as e:
         failed(result, e)
@@ -145,7 +146,7 @@ def target_kwargs(spec: CellSpec) -> dict[str, Any]:
     return out
 
 
-def bind(spec: CellSpec, module: Any, probe: Any, journal: Journal, result: CellResult
+def bind(spec: CellSpec, module: Any, probe: Any, journal: Journal, result: CellResult, settle: Any = None
          ) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
     """(the per-iteration call, the close or None); a class is instantiated here, in the ``setup`` stage."""
     obj = resolve(spec.target, module)
@@ -154,7 +155,7 @@ def bind(spec: CellSpec, module: Any, probe: Any, journal: Journal, result: Cell
         _check_arguments(spec.target, obj, kwargs)
         return functools.partial(obj, **kwargs), None
     _check_arguments(spec.target, obj, kwargs)
-    memory, instance = stage(probe, "setup", lambda: obj(**kwargs), journal, f"{spec.target}(...)")
+    memory, instance = stage(probe, "setup", lambda: obj(**kwargs), journal, f"{spec.target}(...)", settle)
     result.stages.append(memory)
     if not callable(instance):
         raise TargetFailed(f"{spec.target} is a class without __call__: its instance has nothing to call per "

@@ -79,7 +79,7 @@ def run_body(job: dict[str, Any], pyfuncitem: pytest.Function) -> None:
 
 def _loop(spec: CellSpec, pyfuncitem: pytest.Function, probe: Any, applied: Any, fields: tuple[str, ...],
           journal: Any, result: CellResult) -> None:
-    from ..child.loop import TargetFailed, iterate
+    from ..child.loop import TargetFailed, iterate, settler
 
     if not applied.verified:
         result.status, result.reason = "failed", applied.notes[0]
@@ -94,7 +94,7 @@ def _loop(spec: CellSpec, pyfuncitem: pytest.Function, probe: Any, applied: Any,
     # collection's sight (a full collection over them costs milliseconds per iteration).
     gc.collect()
     gc.freeze()
-    iterate(spec, probe, fields, journal, result, lambda: function(**kwargs))
+    iterate(spec, probe, fields, journal, result, lambda: function(**kwargs), settler(spec, result.probe, applied))
 
 
 def not_run(job: dict[str, Any], session: pytest.Session) -> None:

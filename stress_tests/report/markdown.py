@@ -81,10 +81,11 @@ def summary_markdown(cells: Sequence[CellView], fingerprint: Mapping[str, Any], 
     regressions = [(c, r) for c in cells for r in c.regressions]
     if regressions:
         out.append("### Regressions\n")
-        out.append(table(["cell", "metric", "baseline", "current", "ratio", "tolerance"],
+        out.append(table(["cell", "metric", "baseline", "current", "ratio", "tolerance", "what moved"],
                          [[c.spec_id, r.get("metric"), value_text(str(r.get("metric")), r.get("baseline")),
                            value_text(str(r.get("metric")), r.get("current")), ratio_text(r.get("ratio")),
-                           tolerance_text(str(r.get("metric")), r.get("tolerance"))] for c, r in regressions],
+                           tolerance_text(str(r.get("metric")), r.get("tolerance")), r.get("cause", "")]
+                          for c, r in regressions],
                          right=(2, 3, 4, 5)))
     bad = [c for c in cells if c.result.bad]
     if bad:
@@ -105,7 +106,7 @@ def comparison_counts(comparison: Any) -> str:
     counts: dict[str, int] = {}
     for row in comparison_rows(comparison):
         counts[str(row.get("verdict"))] = counts.get(str(row.get("verdict")), 0) + 1
-    order = [k for k in ("regression", "improvement", "ok", "new", "missing") if k in counts]
+    order = [k for k in ("regression", "slower", "improvement", "ok", "new", "missing") if k in counts]
     return " · ".join(f"{counts[k]} {k}" for k in order + sorted(set(counts) - set(order))) or "nothing"
 
 
