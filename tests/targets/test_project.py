@@ -73,6 +73,12 @@ def test_the_table_becomes_target_cells_with_their_args_and_settings(project: Pa
     ]
     assert [s.iterations for s in specs[1:3]] == [40, 60]
     assert specs[0].target == f"{project / 'src/myapp/cache.py'}:Cache"  # relative to the project
+    text = (project / "pyproject.toml").read_text().replace("iterations = 40\n", "iterations = 40\npython = "
+                                                            "\".venv/bin/python\"\nwarmup = 5\n", 1)
+    (project / "pyproject.toml").write_text(text)
+    p = find(project / "pyproject.toml")
+    assert p is not None and p.python == str(project / ".venv" / "bin" / "python") and p.warmup == 5
+    assert {s.python for s in p.specs(["glibc"], ["default"])} == {p.python}  # every cell's child interpreter
 
 
 def test_check_runs_the_projects_set_and_baseline_update_records_into_its_folder(
