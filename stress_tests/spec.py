@@ -20,8 +20,12 @@ STATUSES = ("ok", "leak", "failed", "crashed", "timeout", "skipped")
 BAD_STATUSES = frozenset({"leak", "failed", "crashed", "timeout"})
 #: Every per-iteration series a Linux child records (bytes, except Threads).
 SERIES_FIELDS = ("VmRSS", "VmHWM", "VmSize", "VmPeak", "RssAnon", "RssFile", "RssShmem", "Threads")
+#: Series of the allocator's own counters (``stress_tests.heap``): live bytes, pymalloc blocks (a count).
+HEAP_FIELDS = ("HeapLive", "PyBlocks", "HeapActive", "HeapResident")
 #: The series the leak verdict is computed on: file-backed pages (mmap'd weights) are not a leak.
-ANALYZED = ("VmRSS", "VmHWM", "RssAnon")
+ANALYZED = ("VmRSS", "VmHWM", "RssAnon", "HeapLive", "PyBlocks")
+#: Series counted in units, not bytes.
+COUNTS = frozenset({"Threads", "PyBlocks"})
 
 
 class SpecError(ValueError):
@@ -61,6 +65,7 @@ class CellSpec:
     inject_leak_bytes: int = 0  # self-test: keep this much touched memory per iteration
     inject_fault: str = ""  # self-test of the harness: "signal:SEGV@3", "exit:3@2", "hang@1"
     tracemalloc: int = 0  # frames per traceback; 0 = off
+    python_malloc: bool = False  # PYTHONMALLOC=malloc in the child: every Python allocation goes to the allocator
     timeout: float = 600.0
     seed: int = 0
 
@@ -89,6 +94,8 @@ class CellSpec:
         parts = [self.pipeline, model, self.mode, self.runtime, self.allocator]
         if self.tunables:
             parts.append(",".join(f"{k}={v}" for k, v in self.tunables))
+        if self.python_malloc:
+            parts.append("pymalloc=off")
         if self.inject_leak_bytes:
             parts.append(f"leak={self.inject_leak_bytes}")
         return "/".join(parts)
@@ -120,6 +127,8 @@ class StageMemory:
     ``peak_method`` is ``clear_refs`` (the peak was reset at the stage start: exact) or ``hwm``
     (no reset allowed: the process high-water mark, an upper bound that may belong to an
     earlier stage; ``peak`` is then exact only when the stage raised it).
+    ``heap_*`` are the allocator's live bytes and ``blocks_*`` Python's pymalloc blocks
+    (``stress_tests.heap``), None where the allocator has no counter.
     """
 
     stage: str
@@ -130,10 +139,24 @@ class StageMemory:
     peak: int | None = None
     peak_method: str = "clear_refs"
     seconds: float = 0.0
+    heap_before: int | None = None
+    heap_after: int | None = None
+    blocks_before: int | None = None
+    blocks_after: int | None = None
 
     @property
     def delta(self) -> int | None:
         return None if self.rss_after is None or self.rss_before is None else self.rss_after - self.rss_before
+
+    @property
+    def heap_delta(self) -> int | None:
+        return None if self.heap_after is None or self.heap_before is None else self.heap_after - self.heap_before
+
+    @property
+    def blocks_delta(self) -> int | None:
+        if self.blocks_after is None or self.blocks_before is None:
+            return None
+        return self.blocks_after - self.blocks_before
 
     @property
     def peak_delta(self) -> int | None:

@@ -7,7 +7,8 @@ as they are taken (see ``journal``); the final result is written atomically at t
 child never analyses: scipy would only add to what is being measured.
 
 Per iteration, after the body: garbage collection, optional ``malloc_trim(0)``, then the
-sample, into storage allocated before the loop (CPython's refleak hunter does the same) so
+sample (/proc, then the allocator's live bytes and Python's block count: ``heap``), into storage
+allocated before the loop (CPython's refleak hunter does the same) so
 that measuring does not grow what is measured. Where /proc/self/clear_refs allows it the peak
 is reset at every iteration start: ``IterPeak`` is then each iteration's own peak and
 ``VmHWM`` their running maximum, the high-water mark since the loop began (setup's peak no
@@ -27,6 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .heap import HeapCounter, HeapCounterError, open_counter
 from .journal import Journal, journal_path
 from .probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_start
 from .spec import Applied, CellResult, CellSpec, StageMemory, write_json_atomic
@@ -100,9 +102,11 @@ def verify(spec: CellSpec) -> Applied:
 def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     applied = verify(spec)
     probe = make_probe()
-    probe_info = {"source": probe.source, "peak_reset": probe.peak_reset,
-                  "peak_reset_error": getattr(probe, "peak_reset_error", ""), "gc_per_iteration": True}
-    fields = tuple(probe.fields) + ("IterPeak",) + (("py_traced",) if spec.tracemalloc else ())
+    probe_info: dict[str, Any] = {"source": probe.source, "peak_reset": probe.peak_reset,
+                                  "peak_reset_error": getattr(probe, "peak_reset_error", ""), "gc_per_iteration": True}
+    counter = _heap_counter(spec, applied, probe_info)
+    fields = (tuple(probe.fields) + (counter.fields if counter else ()) + ("IterPeak",)
+              + (("py_traced",) if spec.tracemalloc else ()))
     journal.write("start", fields=list(fields), probe=probe_info, applied=_asdict(applied), pid=os.getpid())
     if not applied.verified:
         return CellResult(spec, "failed", reason=applied.notes[0], applied=applied, probe=probe_info)
@@ -138,12 +142,12 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     trim = _malloc_trim() if spec.trim else None
     if spec.trim and trim is None:
         applied.notes.append("--trim asked but malloc_trim is unavailable here")
-    stages = [measure(probe, name, pipelines.STEPS[step], ctx, journal)
+    stages = [measure(probe, name, pipelines.STEPS[step], ctx, journal, counter)
               for name, step in zip(pipelines.stage_names(case.setup), case.setup)]
     ctx.mark()
     result = CellResult(spec, "ok", stages=stages, applied=applied, probe=probe_info)
     if case.iterates:
-        _loop(spec, case, ctx, probe, fields, trim, journal, result)
+        _loop(spec, case, ctx, probe, counter, fields, trim, journal, result)
     result.memory_stats = dict(ctx.memory_stats)
     if ctx.compile_cache:
         result.memory_stats["compile_cache"] = dict(ctx.compile_cache)
@@ -154,8 +158,31 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     return result
 
 
-def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, ...], trim: Any,
-          journal: Journal, result: CellResult) -> None:
+def _heap_counter(spec: CellSpec, applied: Applied, probe_info: dict[str, Any]) -> HeapCounter | None:
+    """The proven allocator's live-bytes counter, or None (said in the probe record and the notes)."""
+    if spec.python_malloc:
+        # Evidence, not trust: pymalloc off means it holds no block at all.
+        off = sys.getallocatedblocks() == 0
+        applied.evidence.append("PYTHONMALLOC=malloc: pymalloc off (sys.getallocatedblocks() == 0)" if off else
+                                f"PYTHONMALLOC=malloc asked but pymalloc holds {sys.getallocatedblocks()} blocks")
+        if not off:
+            applied.verified = False
+            applied.notes.insert(0, "PYTHONMALLOC=malloc did not take effect in the child")
+    if not applied.verified:
+        return None
+    try:
+        counter = open_counter(spec.allocator, spec.allocator_path)
+    except HeapCounterError as e:
+        probe_info["heap"] = {"error": str(e)}
+        applied.notes.append(f"no heap counter: {e}; RSS decides")
+        return None
+    probe_info["heap"] = counter.info()
+    applied.notes += counter.notes
+    return counter
+
+
+def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounter | None, fields: tuple[str, ...],
+          trim: Any, journal: Journal, result: CellResult) -> None:
     from . import pipelines
     from .hunt import Hunter
 
@@ -171,13 +198,15 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
     result.probe["peak_per_iteration"] = per_iteration_peak
     result.probe["hwm_origin"] = "loop" if per_iteration_peak else "process"
     hwm, own_peak = fields.index("VmHWM"), fields.index("IterPeak")
+    at_heap = len(probe.fields)
+    held = [0, 0]  # live bytes and blocks the hunter's own snapshots hold: not the program's
     for i in range(total):
         if i == fault_at:
             _fault(fault_kind, fault_arg)
         probe.reset_peak()
         if i == 0:  # the first iteration's steps are stages: where a pipeline's memory goes
             t0 = time.perf_counter()
-            result.stages += [measure(probe, n, s, ctx, journal) for n, s in zip(first_names, steps)]
+            result.stages += [measure(probe, n, s, ctx, journal, counter) for n, s in zip(first_names, steps)]
             latency = time.perf_counter() - t0
         else:
             t0 = time.perf_counter()
@@ -190,6 +219,10 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
             trim(0)
         base = i * width
         probe.sample_into(buf.data, base)
+        if counter is not None:
+            counter.sample_into(buf.data, base + at_heap)
+            buf.data[base + at_heap] -= held[0]
+            buf.data[base + at_heap + 1] -= held[1]
         if spec.tracemalloc:
             buf.data[base + width - 1] = tracemalloc_current() or 0
         if per_iteration_peak:
@@ -202,28 +235,42 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
         buf.filled = i + 1
         journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + width]], latency)
         if hunter is not None:
-            hunter.after_iteration(i)
+            if counter is not None and i in hunter.points:
+                live, blocks = counter.live(), sys.getallocatedblocks()
+                hunter.after_iteration(i)
+                held[0] += counter.live() - live
+                held[1] += sys.getallocatedblocks() - blocks
+            else:
+                hunter.after_iteration(i)
     result.series = buf.series()
     result.latency = list(buf.latency)
     if hunter is not None:
         result.hunt = hunter.sites()
 
 
-def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal) -> StageMemory:
-    """Run one step with the peak reset at its start: its RSS delta and its own peak."""
+def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal,
+            counter: HeapCounter | None = None) -> StageMemory:
+    """Run one step with the peak reset at its start: its RSS and heap deltas and its own peak."""
     journal.write("begin_stage", stage=name)
     gc.collect()
     reset = probe.reset_peak()
     before = probe.sample()
+    heap_before = counter.sample() if counter is not None else {}
     t0 = time.perf_counter()
     step(ctx)
     seconds = time.perf_counter() - t0
     after = probe.sample()
+    # The heap counter is exact: garbage the step left for the collector is not what it keeps.
+    # (RSS is read first, as it always was: its stage figures stay comparable with the baselines.)
+    gc.collect()
+    heap_after = counter.sample() if counter is not None else {}
     # The kernel sets the reset high-water mark from its per-CPU RSS counters, which may lag the
     # exact RSS that /proc reports by a few pages; a stage's peak is at least its end points.
     known = [v for v in (after["VmHWM"], before["VmRSS"], after["VmRSS"]) if v is not None]
     stage = StageMemory(name, before["VmRSS"], after["VmRSS"], before["RssAnon"], after["RssAnon"],
-                        max(known) if after["VmHWM"] is not None else None, "clear_refs" if reset else "hwm", seconds)
+                        max(known) if after["VmHWM"] is not None else None, "clear_refs" if reset else "hwm", seconds,
+                        heap_before.get("HeapLive"), heap_after.get("HeapLive"), heap_before.get("PyBlocks"),
+                        heap_after.get("PyBlocks"))
     journal.write("stage", **_asdict(stage))
     return stage
 
