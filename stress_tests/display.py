@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .spec import ANALYZED, CellResult
-from .units import format_size
+from .units import format_metric, format_size
 
 _STYLE = {"ok": "green", "leak": "bold red", "failed": "red", "crashed": "bold red", "timeout": "red",
-          "skipped": "yellow", "no-leak": "green", "inconclusive": "yellow"}
+          "skipped": "yellow", "no-leak": "green", "inconclusive": "yellow", "retention": "magenta"}
 
 
 def styled(word: str | None) -> str:
@@ -26,7 +26,7 @@ def styled(word: str | None) -> str:
 def _slope(v: dict[str, Any] | None) -> str:
     if not v or v.get("slope") is None:
         return "n/a"
-    return f"{format_size(v['slope'], signed=True)}/it"
+    return f"{format_metric(str(v.get('metric', '')), v['slope'], signed=True)}/it"
 
 
 def summary(r: CellResult, console: Console) -> None:
@@ -53,7 +53,8 @@ def summary(r: CellResult, console: Console) -> None:
             t.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
         for metric, v in r.verdicts.items():
             low, high = v.get("slope_low"), v.get("slope_high")
-            interval = f"{format_size(low, signed=True)}..{format_size(high, signed=True)}" if low is not None else ""
+            interval = (f"{format_metric(metric, low, signed=True)}..{format_metric(metric, high, signed=True)}"
+                        if low is not None else "")
             p = f"{v['p_value']:.2g}" if v.get("p_value") is not None else ""
             t.add_row(metric, styled(v.get("verdict")), _slope(v), interval, p, str(v.get("warmup_end", "")))
         console.print(t)
@@ -81,7 +82,8 @@ def _raw_growth(r: CellResult, console: Console) -> None:
     for metric in ANALYZED:
         values = [v for v in r.series.get(metric, []) if v is not None]
         if len(values) >= 2:
-            parts.append(f"{metric} {format_size((values[-1] - values[0]) / (len(values) - 1), signed=True)}/it")
+            per = (values[-1] - values[0]) / (len(values) - 1)
+            parts.append(f"{metric} {format_metric(metric, per, signed=True)}/it")
     if parts:
         console.print("raw growth (last - first): " + ", ".join(parts))
 
@@ -92,24 +94,29 @@ def stages(r: CellResult, console: Console) -> None:
                "peak: process high-water mark (no peak reset here: an upper bound for each stage)")
     t = Table(title="memory per stage", title_justify="left", caption=caption, caption_justify="left",
               show_edge=False)
-    for col in ("stage", "RSS before", "Δ RSS", "Δ anon", "peak above start", "time"):
+    heap = any(s.heap_delta is not None for s in r.stages)
+    for col in ("stage", "RSS before", "Δ RSS", "Δ anon", *(("Δ heap", "Δ blocks") if heap else ()),
+                "peak above start", "time"):
         t.add_column(col, justify="left" if col == "stage" else "right")
     for s in r.stages:
         anon = None if s.anon_after is None or s.anon_before is None else s.anon_after - s.anon_before
+        live = (format_size(s.heap_delta, signed=True), "n/a" if s.blocks_delta is None else f"{s.blocks_delta:+d}")
         t.add_row(s.stage, format_size(s.rss_before), format_size(s.delta, signed=True),
-                  format_size(anon, signed=True), format_size(s.peak_delta), f"{s.seconds * 1e3:.1f} ms")
+                  format_size(anon, signed=True), *(live if heap else ()), format_size(s.peak_delta),
+                  f"{s.seconds * 1e3:.1f} ms")
     console.print(t)
 
 
 def matrix_table(results: Sequence[CellResult], console: Console) -> None:
     t = Table(title=f"{len(results)} cells", show_lines=False)
-    for col in ("cell", "status", "verdict", "RssAnon/it", "VmHWM/it", "peak RSS", "median ms", "reason"):
+    for col in ("cell", "status", "verdict", "heap/it", "RssAnon/it", "VmHWM/it", "peak RSS", "median ms", "reason"):
         t.add_column(col, overflow="fold")
     for r in results:
         peak = max((v for v in r.series.get("VmHWM", []) if v is not None), default=None)
         lat = f"{statistics.median(r.latency) * 1e3:.2f}" if r.latency else ""
         t.add_row(r.spec.id, styled(r.status), styled(r.verdict) if r.verdict else "",
-                  _slope(r.verdicts.get("RssAnon")), _slope(r.verdicts.get("VmHWM")),
+                  _slope(r.verdicts.get("HeapLive")), _slope(r.verdicts.get("RssAnon")),
+                  _slope(r.verdicts.get("VmHWM")),
                   format_size(peak), lat, r.reason[:160])
     console.print(t)
 
