@@ -3,7 +3,7 @@
 ``baselines/<env-key>.json`` (key: ``profiles.env_key``; JSON Schema in
 ``stress_tests/schemas/baseline.schema.json``)::
 
-    {"schema": "memgate-baseline", "version": 1, "env_key": "linux-x86_64-py3.11-numpy2-glibc-default",
+    {"schema": "memgate-baseline", "version": 2, "env_key": "linux-x86_64-py3.11-numpy2-glibc-default",
      "environment": {"allocator": "glibc", "allocator_version": "2.36", "profile": "default",
                      "tunables": [], "trim": false},
      "entries": {"reinfer/mlp/default/builtin": {
@@ -33,7 +33,12 @@ from .profiles import env_key, platform_key, profile_of
 from .results import Results, read_results
 from .spec import CellResult
 
-SCHEMA, VERSION = "memgate-baseline", 1
+SCHEMA, VERSION = "memgate-baseline", 2
+#: Version 2 added the live-heap metrics (heap_delta:<stage>, steady_heap, heap_growth); a version-1
+#: file is read as it is (its entries have no heap metrics: they compare as ``new``) and written
+#: back as version 2 when updated.
+READABLE = (1, 2)
+V2_KINDS = ("heap_delta", "steady_heap", "heap_growth")
 SCHEMA_FILE = Path(__file__).with_name("schemas") / "baseline.schema.json"
 DEFAULT_DIR = "baselines"
 VERDICTS = ("regression", "improvement", "ok", "new", "missing")
@@ -210,6 +215,7 @@ def apply(existing: dict[str, dict[str, Any]], results: Sequence[Results], direc
         if not good or not m.pooled(good):
             continue
         target = files.setdefault(key, {"schema": SCHEMA, "version": VERSION, "env_key": key, "entries": {}})
+        target["version"] = VERSION  # its entries now carry this version's metrics
         target["environment"] = _environment(good[0])
         target["entries"][entry] = make_entry(g, stamp, __version__)
         touched[key].add(entry)
@@ -277,7 +283,8 @@ def _fmt(metric: str, value: float | None) -> str:
         return "n/a"
     if m.unit(metric) == "seconds":
         return f"{value * 1e3:.2f} ms"
-    return format_size(value, signed=m.kind(metric) == "growth") + ("/it" if m.kind(metric) == "growth" else "")
+    growth = m.kind(metric) in ("growth", "heap_growth")
+    return format_size(value, signed=growth) + ("/it" if growth else "")
 
 
 # ----------------------------------------------------------------------------- compare
@@ -370,6 +377,15 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
                             f"baseline; growth and steady figures compare best at equal lengths")
         cell = f"{entry_name}/{spec.allocator}" + ("" if profile == "default" else f"/{profile}")
         names = list(current) + [n for n in base_metrics if n not in current]
+        file_version = int((base_file or {}).get("version", VERSION))
+        if file_version < VERSION and entry:
+            # A metric the file's version could not record is not judged (not even as new): a
+            # version-1 file gates what it gated, and says how to gate the rest.
+            predating = [n for n in names if m.kind(n) in V2_KINDS and n not in base_metrics]
+            names = [n for n in names if n not in predating]
+            if predating:
+                warnings.append(f"{key}: baseline version {file_version} predates the heap metrics "
+                                f"({', '.join(V2_KINDS)}); record it again (memgate baseline update) to gate them")
         for name in names:
             b = base_metrics.get(name)
             now = current.get(name)

@@ -188,7 +188,8 @@ def unmatched_rows(comparison: Any, cells: Sequence[CellView]) -> list[dict[str,
 #: Stage metrics of the baselines (``stress_tests.metrics``): ``<quantity>:<stage>``.
 STAGE_QUANTITIES = {"hwm_delta": "peak above the stage's start (hwm_delta)",
                     "rss_delta": "Δ RSS over the stage (rss_delta)",
-                    "anon_delta": "Δ RssAnon over the stage (anon_delta)"}
+                    "anon_delta": "Δ RssAnon over the stage (anon_delta)",
+                    "heap_delta": "Δ live heap over the stage (heap_delta)"}
 
 
 def stage_metric(metric: str) -> tuple[str, str] | None:
