@@ -179,9 +179,10 @@ def stage_table(c: CellView) -> str:
         anon = None if s.anon_after is None or s.anon_before is None else s.anon_after - s.anon_before
         peak = format_size(s.peak_delta) + (" (upper bound)" if s.peak_method == "hwm" else "")
         rows.append([s.stage, format_size(s.rss_before), format_size(s.delta, signed=True),
-                     format_size(anon, signed=True), peak, f"{s.seconds * 1e3:.1f} ms"])
-    return table(["stage", "RSS before", "Δ RSS", "Δ anon", "peak above start", "time"], rows,
-                 right=(1, 2, 3, 4, 5))
+                     format_size(anon, signed=True), format_size(s.heap_delta, signed=True), peak,
+                     f"{s.seconds * 1e3:.1f} ms"])
+    return table(["stage", "RSS before", "Δ RSS", "Δ anon", "Δ live heap", "peak above start", "time"], rows,
+                 right=(1, 2, 3, 4, 5, 6))
 
 
 def environment_line(fingerprint: Mapping[str, Any], comparison: Any, meta: Mapping[str, Any]) -> str:
