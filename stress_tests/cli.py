@@ -24,7 +24,8 @@ _EXAMPLES = {
     "matrix": ("example:\n  memgate matrix --model mlp,u2netp --mode all --pipeline reinfer,recompile \\\n"
                "      --allocator all --tunable arena_max=default,1 --iterations 200 -j 2 --json results.json"),
     "hunt": ("example:\n  memgate hunt --pipeline reinfer --model mlp --iterations 60\n"
-             "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line"),
+             "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line\n"
+             "  memgate hunt --model mlp --native   # C extensions and libraries too (pip install 'memgate[native]')"),
     "check": ("example:\n  memgate check                  # quick gating set, every installed allocator\n"
               "  memgate check --allocators jemalloc --profile arena1 --models u2netp,mlp\n"
               "  memgate check --repeat 3 && memgate baseline update memgate-report/results.json\n"
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "hunt":
             p.add_argument("--frames", type=int, default=1, metavar="N",
                            help="tracemalloc frames per site (more shows the callers)")
+            p.add_argument("--native", action="store_true",
+                           help="also run memray with native traces (extra 'native'): sites in C extensions and "
+                                "shared libraries, which tracemalloc cannot see")
     _add_gate_parsers(sub)
     text = "write the report of a results file: Markdown summary, JUnit XML, PNG plots, one HTML page"
     p = sub.add_parser("report", help=text, description=text, epilog=_EXAMPLES["report"],
@@ -197,7 +201,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_hunt(args: argparse.Namespace) -> int:
     from .display import hunt_report, summary
 
-    result = _run_one(args, tracemalloc=max(1, args.frames))
+    if args.native:
+        from .native import INSTALL_HINT, available
+
+        if not available():
+            raise UsageError(INSTALL_HINT)
+    result = _run_one(args, tracemalloc=max(1, args.frames), native=args.native)
     summary(result, _console())
     hunt_report(result, _console())
     _save(args.json, [result], args.argv)

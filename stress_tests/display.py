@@ -122,24 +122,40 @@ def matrix_table(results: Sequence[CellResult], console: Console) -> None:
 
 
 def hunt_report(r: CellResult, console: Console) -> None:
+    """The growing sites (tracemalloc's, and memray's with --native) and how much of the growth they explain."""
+    native = r.spec.native
     if not r.hunt:
-        console.print("no allocation site grew steadily under tracemalloc")
+        tools = "(tracemalloc, memray)" if native else "under tracemalloc"
+        console.print(f"no allocation site grew steadily {tools}")
     else:
         t = Table(title="allocation sites that grew in both halves of the run", title_justify="left", show_edge=False)
-        for col in ("site", "bytes/iteration", "blocks/iteration", "total", "code"):
+        for col in ("site", "seen by", "bytes/iteration", "blocks/iteration", "total", "code"):
             t.add_column(col, overflow="fold")
         for s in r.hunt:
-            t.add_row(s["site"], format_size(s["bytes_per_iteration"]), f"{s['count_per_iteration']:.2f}",
-                      format_size(s["total_bytes"]), s.get("line", ""))
+            t.add_row(s["site"], s.get("source", "tracemalloc"), format_size(s["bytes_per_iteration"]),
+                      f"{s['count_per_iteration']:.2f}", format_size(s["total_bytes"]), s.get("line", ""))
         console.print(t)
-    traced = sum(s["bytes_per_iteration"] for s in r.hunt)
+    traced = sum(s["bytes_per_iteration"] for s in r.hunt if s.get("source", "tracemalloc") == "tracemalloc")
+    by_memray = sum(s["bytes_per_iteration"] for s in r.hunt if s.get("source") == "memray")
+    heap = (r.verdicts.get("HeapLive") or {}).get("slope")
     rss = (r.verdicts.get("RssAnon") or {}).get("slope")
-    if rss is None:
-        return
-    seen = f"tracemalloc sees {format_size(traced)}/iteration; RssAnon grows {format_size(rss, signed=True)}/iteration"
-    if rss > 0 and traced < 0.9 * rss:
-        console.print(f"{seen}: the rest is native memory tracemalloc cannot see")
-    elif traced > 1.1 * max(rss, 0):
+    seen = f"tracemalloc sees {format_size(traced)}/iteration"
+    if native:
+        seen += f", memray {format_size(by_memray)}/iteration"
+    if heap is not None:
+        seen += f"; the allocator's live heap grows {format_size(heap, signed=True)}/iteration"
+    if rss is not None:
+        seen += f"; RssAnon {format_size(rss, signed=True)}/iteration"
+    growth = heap if heap is not None else rss
+    if growth is None:
+        console.print(seen)
+    elif native and heap is not None and heap > 1024 and by_memray + traced < 0.5 * heap:
+        console.print(f"{seen}: the rest was allocated through a function pointer (ctypes, dlsym'd malloc) that "
+                      f"memray's hooks cannot intercept, or by a thread memray did not follow")
+    elif not native and growth > 1024 and traced < 0.9 * growth:
+        console.print(f"{seen}: the rest is native memory tracemalloc cannot see (memgate hunt --native "
+                      f"shows C extension and library sites)")
+    elif heap is None and rss is not None and traced > 1.1 * max(rss, 0):
         console.print(f"{seen}: the allocator is absorbing the growth in memory it already holds "
                       f"(it reaches RSS once that runs out)")
     else:

@@ -65,6 +65,7 @@ class CellSpec:
     inject_leak_bytes: int = 0  # self-test: keep this much touched memory per iteration
     inject_fault: str = ""  # self-test of the harness: "signal:SEGV@3", "exit:3@2", "hang@1"
     tracemalloc: int = 0  # frames per traceback; 0 = off
+    native: bool = False  # memgate hunt --native: memray's native traces over two windows of the loop
     python_malloc: bool = False  # PYTHONMALLOC=malloc in the child: every Python allocation goes to the allocator
     timeout: float = 600.0
     seed: int = 0

@@ -147,7 +147,7 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     ctx.mark()
     result = CellResult(spec, "ok", stages=stages, applied=applied, probe=probe_info)
     if case.iterates:
-        _loop(spec, case, ctx, probe, counter, fields, trim, journal, result)
+        _loop(spec, case, ctx, probe, counter, fields, trim, journal, result, str(job["workdir"]))
     result.memory_stats = dict(ctx.memory_stats)
     if ctx.compile_cache:
         result.memory_stats["compile_cache"] = dict(ctx.compile_cache)
@@ -182,7 +182,7 @@ def _heap_counter(spec: CellSpec, applied: Applied, probe_info: dict[str, Any]) 
 
 
 def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounter | None, fields: tuple[str, ...],
-          trim: Any, journal: Journal, result: CellResult) -> None:
+          trim: Any, journal: Journal, result: CellResult, workdir: str = ".") -> None:
     from . import pipelines
     from .hunt import Hunter
 
@@ -194,6 +194,11 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounte
     leak_store: list[bytearray] = []
     fault_kind, fault_arg, fault_at = _parse_fault(spec.inject_fault)
     hunter = Hunter(spec, total) if spec.tracemalloc else None
+    native = None
+    if spec.native:
+        from .native import NativeHunter
+
+        native = NativeHunter(total, spec.warmup, workdir)
     per_iteration_peak = probe.peak_reset == "clear_refs"
     result.probe["peak_per_iteration"] = per_iteration_peak
     result.probe["hwm_origin"] = "loop" if per_iteration_peak else "process"
@@ -203,6 +208,13 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounte
     for i in range(total):
         if i == fault_at:
             _fault(fault_kind, fault_arg)
+        if native is not None and i in native.points:
+            # memray's own buffers are not the program's: the heap they take is held aside like the hunter's
+            live, blocks = (counter.live(), sys.getallocatedblocks()) if counter is not None else (0, 0)
+            native.before_iteration(i)
+            if counter is not None:
+                held[0] += counter.live() - live
+                held[1] += sys.getallocatedblocks() - blocks
         probe.reset_peak()
         if i == 0:  # the first iteration's steps are stages: where a pipeline's memory goes
             t0 = time.perf_counter()
@@ -245,7 +257,9 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounte
     result.series = buf.series()
     result.latency = list(buf.latency)
     if hunter is not None:
-        result.hunt = hunter.sites()
+        result.hunt = [dict(site, source="tracemalloc") for site in hunter.sites()]
+    if native is not None:
+        result.hunt += native.sites()
 
 
 def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal,
