@@ -173,9 +173,45 @@ def _workdir(args: argparse.Namespace) -> Any:
     return None
 
 
+def _named_allocators(args: argparse.Namespace) -> list[str] | None:
+    """The allocators the user named (``--allocator``, else ``MEMGATE_ALLOCATOR``), or None for the default.
+
+    A named allocator must exist: a CI line that names jemalloc and runs nothing must not go green.
+    ``--allocator all`` names none in particular (every installed one).
+    """
+    import os
+
+    from .allocators import ALLOCATORS
+    from .options import split_list
+    from .profiles import ENV_ALLOCATOR
+
+    flagged = any(a == "--allocator" or a.startswith("--allocator=") for a in getattr(args, "argv", []))
+    text = args.allocator if flagged else os.environ.get(ENV_ALLOCATOR, "").strip()
+    if not text or text == "all":
+        return None
+    return _checked(lambda: split_list(text, ALLOCATORS, "allocator"))
+
+
+def _require_installed(args: argparse.Namespace, names: Sequence[str] | None) -> None:
+    """Exit 2 with the install hint for a named allocator that is missing."""
+    from .allocators import find
+
+    for name in names or ():
+        found = find(name, getattr(args, "allocator_path", None))
+        if not found.installed:
+            raise UsageError(f"{found.hint} (it was asked for by name: a skipped run would pass without "
+                             f"running anything)")
+
+
 def _run_one(args: argparse.Namespace, **overrides: Any) -> Any:
     from .runner import run_cells
 
+    named = _named_allocators(args)
+    if named is not None and "allocator" not in overrides:
+        if len(named) != 1:
+            raise UsageError(f"{args.command} runs one cell: name one allocator, not {', '.join(named)}")
+        overrides["allocator"] = named[0]
+    _require_installed(args, named)
     spec = _checked(lambda: spec_from_args(args, **overrides))
     _checked(lambda: check(spec))
     err = _console(stderr=True)
@@ -219,6 +255,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from .display import matrix_table
     from .runner import run_cells
 
+    named = _named_allocators(args)
+    if named is not None and not any(a == "--allocator" or a.startswith("--allocator=") for a in args.argv):
+        args.allocator = ",".join(named)  # MEMGATE_ALLOCATOR stands in for the flag
+    _require_installed(args, named)
     specs = _checked(lambda: specs_from_matrix_args(args))
     for spec in specs:
         _checked(functools.partial(check, spec))
@@ -279,9 +319,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .options import split_list
     from .profiles import PROFILE_NAMES, env_key
 
-    installed = [f.name for f in discover() if f.installed]
-    allocators = _checked(lambda: split_list(args.allocators, [f.name for f in discover()], "allocator")
+    found = discover()
+    installed = [f.name for f in found if f.installed]
+    allocators = _checked(lambda: split_list(args.allocators, [f.name for f in found], "allocator")
                           ) if args.allocators else installed
+    absent = [f for f in found if not f.installed and not args.allocators]
     profiles = _checked(lambda: split_list(args.profile, PROFILE_NAMES, "profile"))
     models = split_list(args.models) if args.models else None
     for model in models or ():
@@ -307,6 +349,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                        require_allocators=args.require_allocators or bool(args.allocators))
     gate.comparison_tables(outcome.comparison, out, only_changes=True)
     gate.check_summary(outcome.results, outcome.comparison, out)
+    for f in absent:  # "every installed allocator": what is not installed is skipped, and said so
+        out.print(f"skipped, not installed: {f.hint}", markup=False, highlight=False)
     gate.comparison_footer(outcome.comparison, out, strict=args.strict)
     out.print(f"results: {outcome.results_path}", markup=False)
     out.print(f"report: {outcome.report_path}", markup=False)
