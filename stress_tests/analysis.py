@@ -1,4 +1,4 @@
-"""Leak statistics: per-iteration memory series -> ``leak`` / ``no-leak`` / ``inconclusive``.
+"""Leak statistics: per-iteration memory series -> ``leak`` / ``no-leak`` / ``inconclusive``; cells: ``retention``.
 
 A series (bytes, one value per iteration) is judged in these steps:
 
@@ -58,9 +58,28 @@ False positives that shaped the rules (seen on 1000-iteration runs under all fou
   of 1e-5 came from pure drift; only ``noise_multiple`` (3 robust sd of growth) kept it below 1%;
 - mmap'd weights: file pages count in VmRSS as they are first touched; they are RssFile, never
   RssAnon, so ``overall`` decides on RssAnon.
-Blind spot: a leak the allocator absorbs in memory it already holds (freed heap, dirty pages) does not
-move RSS until that memory runs out: 16 KiB/iteration bytearrays stayed invisible for 250-500
-iterations under glibc and tcmalloc.  ``memgate hunt`` (tracemalloc) sees them.
+Blind spot of RSS: a leak the allocator absorbs in memory it already holds (freed heap, dirty pages)
+does not move RSS until that memory runs out: 16 KiB/iteration bytearrays stayed invisible for 250-500
+iterations under glibc and tcmalloc.  The heap series below see them at once.
+
+**The heap series.** ``HeapLive`` is the allocator's own count of live bytes and ``PyBlocks`` Python's
+count of pymalloc blocks (``stress_tests.heap``); where they were read, they decide (``overall``):
+either leaking is a leak, both ruled out while RSS grows is ``retention``.  They are counts, not
+pages: in clean cells (every pipeline on mlp, four allocators; 96 runs of 30 iterations, 96 of 100,
+32 of 300) ``HeapLive`` was constant after warm-up but for one-time steps (576 KiB at iteration ~180
+of recompile under jemalloc and mimalloc), and ``PyBlocks`` grew at most 1.05 blocks/iteration once
+a per-call ``ndarray.ctypes`` in the runtime was replaced (it had left 5-7.6 blocks/iteration).  So:
+no 16-page minimum (4 KiB over the run for ``HeapLive``, 64 blocks for ``PyBlocks``), floors of 256
+B and 4 blocks per iteration, and of rules 5-9 only these, each for what was measured:
+
+- rule 5 (jumps) for ``HeapLive``: without it 8 of 32 clean 100-iteration and 8 of 32 clean
+  300-iteration cells read ``inconclusive`` on those one-time steps;
+- rule 6 (growth that stopped) for ``PyBlocks``: without it a cache filling at 1.1 blocks/iteration
+  (cached_recompile under mimalloc) read ``leak``;
+- rules 7 (one step), 8 (one drop) and 9 (refill) changed no verdict of a clean or leaking heap
+  series; 8 and 9 exist for purges and re-touched pages, which a count of bytes handed out has not.
+
+No clean cell read ``leak`` on either series with these settings (``HEAP_CONFIG``, ``BLOCKS_CONFIG``).
 
 Measured with the defaults (``benchmarks/bench_leak_detection.py --reps 400``, rules 1-9; 400 seeded
 synthetic series per cell and profile, quantized to pages, with warm-up, page creep, one-time
