@@ -122,7 +122,7 @@ HEAP_SERIES = ("VmRSS", "VmHWM", "RssAnon", "HeapLive", "PyBlocks")
 
 
 def real_cells(reps: int, iterations: Sequence[int], leaks: Sequence[int], jobs: int, pipeline: str = "recompile",
-               model: str = "mlp", only: Sequence[str] = ()) -> list:
+               model: str = "mlp", only: Sequence[str] = (), python_malloc: bool = False) -> list:
     """Part 2's runs: the runner's cells with ``inject_leak_bytes`` (bytes) under every installed allocator."""
     from stress_tests import allocators  # imported here so that part 1 needs nothing but the analysis
     from stress_tests.runner import run_cells
@@ -130,7 +130,8 @@ def real_cells(reps: int, iterations: Sequence[int], leaks: Sequence[int], jobs:
 
     names = [f.name for f in allocators.discover() if f.installed and (not only or f.name in only)]
     # Interleaved (every cell once, then again): a burst of load on the shared machine hits all cells alike.
-    specs = [CellSpec(pipeline=pipeline, model=model, allocator=a, iterations=n, inject_leak_bytes=k, timeout=1800.0)
+    specs = [CellSpec(pipeline=pipeline, model=model, allocator=a, iterations=n, inject_leak_bytes=k, timeout=1800.0,
+                      python_malloc=python_malloc)
              for _ in range(reps) for a in names for n in iterations for k in leaks]
 
     def tick(r: object) -> None:
@@ -165,7 +166,8 @@ def real_tables(results: Sequence, leaks: Sequence[int], cfg: LeakConfig) -> str
                 v = overall(analyze_samples(series, warmup=r.spec.warmup, config=cfg))
                 cells.setdefault((r.spec.iterations, r.spec.inject_leak_bytes), []).append(v)
             runs = max((len(v) for v in cells.values()), default=0)
-            title = f"Real runs, {a}, {label}: `{pipeline}` on `{model}`, {runs} runs per cell" + (
+            pm = ", PYTHONMALLOC=malloc" if mine and mine[0].spec.python_malloc else ""
+            title = f"Real runs, {a}{pm}, {label}: `{pipeline}` on `{model}`, {runs} runs per cell" + (
                 f" ({len(failed)} failed cells left out)" if failed else "")
             out.append(table(_rates(cells), title, leaks, in_bytes=True))
     return "\n".join(out)
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--leaks", type=int, nargs="+", default=list(LEAKS_KIB), help="KiB per iteration")
     ap.add_argument("--leaks-bytes", type=int, nargs="+", default=None,
                     help="real cells: bytes per iteration (overrides --leaks, e.g. 0 256 1024)")
+    ap.add_argument("--python-malloc", action="store_true", help="real cells under PYTHONMALLOC=malloc")
     ap.add_argument("--keep", type=Path, help="real cells: write their results file here (re-judge it later)")
     ap.add_argument("--from-results", type=Path, nargs="+", help="judge these results files instead of running")
     ap.add_argument("--out", type=Path, help="also write the Markdown tables to this file")
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(parts[-1], flush=True)
     elif args.real:
         results = real_cells(args.real_reps, args.real_iterations, leaks_bytes, args.jobs, args.pipeline,
-                             only=args.allocators)
+                             only=args.allocators, python_malloc=args.python_malloc)
         if args.keep:
             from stress_tests.environment import fingerprint
             from stress_tests.results import write_results
