@@ -30,7 +30,7 @@ from typing import Any
 
 from .heap import HeapCounter, HeapCounterError, open_counter
 from .journal import Journal, journal_path
-from .probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_start
+from .probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_overhead, tracemalloc_start
 from .spec import Applied, CellResult, CellSpec, StageMemory, write_json_atomic
 
 EXIT_RESULT = 0  # a result file was written, whatever the cell's status
@@ -233,7 +233,9 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounte
         probe.sample_into(buf.data, base)
         if counter is not None:
             counter.sample_into(buf.data, base + at_heap)
-            buf.data[base + at_heap] -= held[0]
+            # tracemalloc keeps its traces and every traceback it ever saw on the heap: the hunt's, not the program's
+            own = tracemalloc_overhead() if spec.tracemalloc else 0
+            buf.data[base + at_heap] -= held[0] + own
             buf.data[base + at_heap + 1] -= held[1]
         if spec.tracemalloc:
             buf.data[base + width - 1] = tracemalloc_current() or 0
