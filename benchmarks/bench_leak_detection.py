@@ -149,7 +149,7 @@ def real_tables(results: Sequence, leaks: Sequence[int], cfg: LeakConfig) -> str
     1 KiB on (the heap counter sees it at once, RSS only when the allocator's free memory runs out);
     256 B goes to pymalloc with the bytearray object (two blocks, which PyBlocks sees).
     """
-    from stress_tests.analysis import analyze_samples, heap_config, overall
+    from stress_tests.analysis import analyze_samples, overall
 
     pipeline = results[0].spec.pipeline if results else "?"
     model = results[0].spec.model if results else "?"
@@ -163,8 +163,7 @@ def real_tables(results: Sequence, leaks: Sequence[int], cfg: LeakConfig) -> str
                 series = {m: r.series[m] for m in names if r.series.get(m) and None not in r.series[m]}
                 if r.status not in ("ok", "leak") or not series:
                     continue
-                v = overall(analyze_samples(series, warmup=r.spec.warmup, config=cfg,
-                                            heap=heap_config(r.spec.python_malloc)))
+                v = overall(analyze_samples(series, warmup=r.spec.warmup, config=cfg))
                 cells.setdefault((r.spec.iterations, r.spec.inject_leak_bytes), []).append(v)
             runs = max((len(v) for v in cells.values()), default=0)
             pm = ", PYTHONMALLOC=malloc" if mine and mine[0].spec.python_malloc else ""

@@ -244,16 +244,8 @@ HEAP_CONFIG = LeakConfig(floor_bytes=256.0, min_growth_bytes=4096.0, growth_stop
 #: 10-20. Rule 6 stays: without it a cache filling at 1.1 blocks/iteration read ``leak``.
 BLOCKS_CONFIG = LeakConfig(floor_bytes=4.0, floor_relative=0.0, min_growth_bytes=64.0, jumps=False,
                            one_step=False, one_drop=False, refill=False)
-#: Under ``PYTHONMALLOC=malloc`` Python's small objects are heap bytes too, and so are its caches as they
-#: fill: a clean reinfer of mobilenetv2 grew 0.2-1 KiB/iteration for its first 40 iterations (pymalloc's
-#: ~1 block/iteration, in bytes) and 4 of 12 such runs read ``leak`` at 256 B; at 1 KiB, none did.
-PYMALLOC_OFF_HEAP_CONFIG = replace(HEAP_CONFIG, floor_bytes=1024.0)
 HEAP_METRICS = ("HeapLive", "PyBlocks")
 
-
-def heap_config(python_malloc: bool) -> LeakConfig:
-    """The ``HeapLive`` config of a cell: pymalloc on (the default) or off (``--python-malloc``)."""
-    return PYMALLOC_OFF_HEAP_CONFIG if python_malloc else HEAP_CONFIG
 
 
 def analyze_samples(samples: Mapping[str, Sequence[float | None]], warmup: int | None = None,

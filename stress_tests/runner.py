@@ -154,7 +154,7 @@ def finish(result: CellResult) -> CellResult:
     if result.status != "ok" or not result.series or not result.spec.pipeline or result.iterations_done == 0:
         return result
     try:
-        from .analysis import LeakConfig, analyze_samples, format_value, heap_config, overall
+        from .analysis import LeakConfig, analyze_samples, format_value, overall
     except ImportError as e:
         result.notes.append(f"no verdict: the leak analysis is unavailable ({e})")
         return result
@@ -165,8 +165,7 @@ def finish(result: CellResult) -> CellResult:
     if not series:
         result.notes.append("no verdict: no analysable series")
         return result
-    verdicts = analyze_samples(series, warmup=result.spec.warmup, config=LeakConfig(),
-                               heap=heap_config(result.spec.python_malloc))
+    verdicts = analyze_samples(series, warmup=result.spec.warmup, config=LeakConfig())
     result.verdicts = {k: v.to_dict() for k, v in verdicts.items()}
     result.verdict = overall(verdicts)
     if result.verdict == "leak":

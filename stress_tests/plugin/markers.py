@@ -57,13 +57,13 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     if limit is not None and series:
         from dataclasses import replace
 
-        from ..analysis import BLOCKS_CONFIG, LeakConfig, analyze_samples, heap_config, overall
+        from ..analysis import BLOCKS_CONFIG, HEAP_CONFIG, LeakConfig, analyze_samples, overall
 
         # The user's limit is the practical floor: re-judge with it, so growth just above the limit
         # is a leak and a statistically certain but smaller growth is not. A pymalloc block holds at
         # most 512 bytes: the limit is at least limit/512 blocks.
         judged = analyze_samples(series, result.spec.warmup, LeakConfig(floor_bytes=float(limit)),
-                                 replace(heap_config(result.spec.python_malloc), floor_bytes=float(limit)),
+                                 replace(HEAP_CONFIG, floor_bytes=float(limit)),
                                  replace(BLOCKS_CONFIG, floor_bytes=max(BLOCKS_CONFIG.floor_bytes, limit / 512)))
         verdicts = {k: v.to_dict() for k, v in judged.items()}
         verdict = overall(judged)
