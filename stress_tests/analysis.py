@@ -68,7 +68,8 @@ either leaking is a leak, both ruled out while RSS grows is ``retention``.  They
 pages: in clean cells (every pipeline on mlp, four allocators; 96 runs of 30 iterations, 96 of 100,
 32 of 300) ``HeapLive`` was constant after warm-up but for one-time steps (576 KiB at iteration ~180
 of recompile under jemalloc and mimalloc), and ``PyBlocks`` grew at most 1.05 blocks/iteration once
-a per-call ``ndarray.ctypes`` in the runtime was replaced (it had left 5-7.6 blocks/iteration).  So:
+two runtime calls that left Python blocks behind were replaced (a per-call ``ndarray.ctypes``: 5-7.6
+blocks/iteration in mode_switch; conv's ``as_strided(writeable=False)``: 1-4.3 in u2netp, mobilenetv2).  So:
 no 16-page minimum (4 KiB over the run for ``HeapLive``, 64 blocks for ``PyBlocks``), floors of 256
 B and 4 blocks per iteration, and of rules 5-9 only these, each for what was measured:
 
