@@ -146,7 +146,7 @@ def glibc_counter(libc: ctypes.CDLL | None = None) -> HeapCounter:
 
         def live2() -> int:
             m = fn()
-            return int(m.uordblks + m.hblkhd)
+            return m.uordblks + m.hblkhd  # c_size_t fields read back as int already
 
         return HeapCounter("glibc", "mallinfo2", scope, live2)
     old = getattr(lib, "mallinfo", None)
