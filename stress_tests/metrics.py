@@ -113,6 +113,8 @@ def model_label(spec: CellSpec) -> str:
         extra.append(f"threads={spec.threads}")
     if spec.pipeline == "multi_graph" and spec.graphs != CellSpec.graphs:
         extra.append(f"graphs={spec.graphs}")
+    if getattr(spec, "python_malloc", False):  # Python's objects on the allocator: other figures entirely
+        extra.append("pymalloc=off")
     default = CoreOptions()
     for field in ("enable_mmap", "cache_dir", "compile_threads", "atomic_clean_policy", "static_memory_policy",
                   "trim_on_release"):

@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         from .verify import verify_allocator
 
         v = verify_allocator(args[1], args[2] or None)
-        print(json.dumps({"ok": v.ok, "message": v.message, "evidence": v.evidence, "version": v.version}))
+        try:
+            heap = open_counter(args[1], args[2] or None).source if v.ok else ""
+        except HeapCounterError as e:
+            heap = f"none ({e})"
+        print(json.dumps({"ok": v.ok, "message": v.message, "evidence": v.evidence, "version": v.version,
+                          "heap": heap}))
         return 0
     if len(args) != 2:
         print("usage: python -m stress_tests.worker <job.json> <result.json>", file=sys.stderr)

@@ -76,3 +76,10 @@ def test_updating_a_version_1_file_makes_it_version_2(tmp_path: Path) -> None:
     update([results(heap_cell())], tmp_path)
     data = read_baseline(path)
     assert data["version"] == 2 and "steady_heap" in data["entries"]["reinfer/mlp/default/builtin"]["metrics"]
+
+
+def test_pymalloc_off_cells_have_their_own_baseline_entry() -> None:
+    from stress_tests.spec import CellSpec
+
+    assert metrics.entry_key(CellSpec(python_malloc=True)) == "reinfer/mlp{pymalloc=off}/default/builtin"
+    assert metrics.entry_key(CellSpec()) == "reinfer/mlp/default/builtin"
