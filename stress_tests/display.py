@@ -47,6 +47,11 @@ def summary(r: CellResult, console: Console) -> None:
                  or k.startswith(("TCMALLOC_", "MIMALLOC_"))}
         if shown:
             console.print("environment: " + " ".join(f"{k}={v}" for k, v in shown.items()), markup=False)
+    heap = r.probe.get("heap") or {}
+    if heap.get("source"):
+        console.print(f"heap counter: {heap['source']} ({heap.get('scope', '')})", markup=False)
+    elif heap.get("error"):
+        console.print(f"heap counter: none ({heap['error']}); RSS decides", markup=False)
     if r.verdicts:
         t = Table(title="growth per iteration", title_justify="left", show_edge=False)
         for col in ("metric", "verdict", "slope", "interval", "p", "steady from"):

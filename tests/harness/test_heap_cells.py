@@ -63,3 +63,14 @@ def test_hunt_snapshots_are_not_counted_as_the_programs_heap(tiny_model_path: Pa
     assert r.status == "ok", r.reason
     assert r.verdicts["HeapLive"]["verdict"] == "no-leak", r.verdicts["HeapLive"]
     assert r.verdicts["PyBlocks"]["verdict"] == "no-leak", r.verdicts["PyBlocks"]
+
+
+def test_run_names_the_heap_counter_and_its_verdict(tiny_model_path: Path, workdir: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from stress_tests import cli
+
+    code = cli.main(["run", "--model", str(tiny_model_path), "--iterations", "30", "--inject-leak", "1KiB",
+                     "--workdir", str(workdir)])
+    text = capsys.readouterr().out
+    assert code == 1 and "heap counter: mallinfo2" in text and "HeapLive" in text
+    assert "memory grows: HeapLive +1.0 KiB/iteration" in text
