@@ -66,9 +66,11 @@ def test_hunt_snapshots_are_not_counted_as_the_programs_heap(tiny_model_path: Pa
 
 
 def test_run_names_the_heap_counter_and_its_verdict(tiny_model_path: Path, workdir: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from stress_tests import cli
 
+    monkeypatch.delenv("MEMGATE_ALLOCATOR", raising=False)  # glibc, as named by default
     code = cli.main(["run", "--model", str(tiny_model_path), "--iterations", "30", "--inject-leak", "1KiB",
                      "--workdir", str(workdir)])
     text = capsys.readouterr().out
