@@ -76,3 +76,17 @@ def test_run_names_the_heap_counter_and_its_verdict(tiny_model_path: Path, workd
     text = capsys.readouterr().out
     assert code == 1 and "heap counter: mallinfo2" in text and "HeapLive" in text
     assert "memory grows: HeapLive +1.0 KiB/iteration" in text
+
+
+def test_rss_kept_by_the_allocator_over_a_flat_heap_is_retention(tiny_model_path: Path, workdir: Path) -> None:
+    # A temporary that grows 64 KiB per iteration and is freed each time; glibc told never to trim keeps
+    # the pages: RSS grows, what the program holds does not.
+    inject = Path(__file__).with_name("native_inject")
+    env = dict(__import__("os").environ, MEMGATE_TEST_NATIVE_LEAK="retain",
+               PYTHONPATH=str(inject) + ":" + __import__("os").environ.get("PYTHONPATH", ""))
+    spec = CellSpec(pipeline="reinfer", model=str(tiny_model_path), iterations=40, inject_leak_bytes=64 * KiB,
+                    tunables=(("trim_threshold", "1GiB"), ("mmap_threshold", "32MiB")), timeout=120)
+    r = run_cell(spec, workdir=workdir, base_env=env)
+    assert r.verdicts["RssAnon"]["verdict"] == "leak" and r.verdicts["HeapLive"]["verdict"] == "no-leak", r.verdicts
+    assert r.verdict == "retention" and r.status == "ok" and not r.bad
+    assert any(n.startswith("retention:") for n in r.notes)

@@ -4,7 +4,9 @@
 
 - ``ext:DIR``: through ``leakext.leak(n)``, a C extension the test built in DIR (malloc through the PLT);
 - ``lib:PATH``: through ``leak_bytes(n)`` of a plain shared library, called with ctypes;
-- ``libc``: through libc's ``malloc`` itself, called with ctypes (a function pointer: no PLT).
+- ``libc``: through libc's ``malloc`` itself, called with ctypes (a function pointer: no PLT);
+- ``retain``: keeps nothing: each iteration touches and frees a buffer 1 x nbytes larger than the
+  last, so an allocator that keeps freed memory grows RSS while the live heap stays flat (retention).
 
 Neither tracemalloc nor the bytearray path sees any of them: only the heap counter and native tracing.
 """
@@ -23,7 +25,14 @@ def _install(how: str) -> None:
     from stress_tests import pipelines
 
     kind, _, where = how.partition(":")
-    if kind == "ext":
+    if kind == "retain":
+        grown = [0]
+
+        def keep(n: int) -> None:
+            grown[0] += n
+            buf = bytearray(b"\x5a") * grown[0]  # touched, then freed at once
+            del buf
+    elif kind == "ext":
         sys.path.insert(0, where)
         import leakext  # type: ignore[import-not-found]
 
@@ -37,7 +46,7 @@ def _install(how: str) -> None:
         def keep(n: int) -> None:
             kept.append(fn(n))
     else:
-        raise ValueError(f"MEMGATE_TEST_NATIVE_LEAK={how!r}: use ext:DIR, lib:PATH or libc")
+        raise ValueError(f"MEMGATE_TEST_NATIVE_LEAK={how!r}: use ext:DIR, lib:PATH, libc or retain")
 
     def inject_leak(store: list[bytearray], nbytes: int) -> None:
         if nbytes:
