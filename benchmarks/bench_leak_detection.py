@@ -6,10 +6,15 @@ Part 2 (``--real``): real cells through the runner, with the self-test leak inje
     python benchmarks/bench_leak_detection.py --reps 400 --out bench_leak.md            # ~13 min on 2 cores
     python benchmarks/bench_leak_detection.py --no-synthetic --real --real-reps 4 --out bench_leak_real.md
     python benchmarks/bench_leak_detection.py --no-synthetic --real --allocators jemalloc --real-iterations 300
+    python benchmarks/bench_leak_detection.py --no-synthetic --real --real-reps 20 --real-iterations 30 100 300 \
+        --leaks-bytes 0 256 1024 4096 16384 65536 --keep results.json     # the heap grid (README)
+    python benchmarks/bench_leak_detection.py --from-results results.json   # re-judge kept runs, no new cells
 
-A cell's detection rate is the share of repetitions whose verdict (``overall`` of VmRSS/RssAnon/VmHWM
-for part 2, the RssAnon-like series alone for part 1) is ``leak``; the 0 KiB column is the false-positive
-rate.  The shares of ``inconclusive`` are printed too: a run that cannot tell is not a miss in disguise.
+A cell's detection rate is the share of repetitions whose verdict is ``leak``; the 0 column is the
+false-positive rate.  Part 2 judges every run twice: **RSS-based** (``overall`` of VmRSS/RssAnon/VmHWM,
+as before the heap counters) and **heap-based** (``overall`` with HeapLive and PyBlocks deciding, as
+the runner does now; ``retention`` is not a leak).  The shares of ``inconclusive`` are printed too: a
+run that cannot tell is not a miss in disguise.
 """
 
 from __future__ import annotations
@@ -78,9 +83,15 @@ def _one(args: tuple[int, int, int, str, LeakConfig]) -> str:
     return analyze_series(list(synthetic(n, leak_kib * 1024.0, rng, profile)), "RssAnon", config=cfg).verdict
 
 
-def table(rates: dict[tuple[int, int], tuple[float, float]], title: str, leaks: Sequence[int] = LEAKS_KIB) -> str:
+def table(rates: dict[tuple[int, int], tuple[float, float]], title: str, leaks: Sequence[int] = LEAKS_KIB,
+          in_bytes: bool = False) -> str:
     """Markdown: rows = iterations, columns = leak per iteration; cells 'leak% (inconclusive%)'."""
-    head = "| iterations | " + " | ".join("0 (FPR)" if k == 0 else f"{k} KiB" for k in leaks) + " |"
+    from stress_tests.units import format_size
+
+    def name(k: int) -> str:
+        return "0 (FPR)" if k == 0 else format_size(k).replace(".0 ", " ") if in_bytes else f"{k} KiB"
+
+    head = "| iterations | " + " | ".join(name(k) for k in leaks) + " |"
     lines = [f"**{title}**: share called `leak` (share `inconclusive`)", "", head, "|" + "---|" * (len(leaks) + 1)]
     for n in sorted({n for n, _ in rates}):
         cells = [f"{100 * rates[n, k][0]:.1f}% ({100 * rates[n, k][1]:.0f}%)" if (n, k) in rates else "-"
@@ -106,46 +117,59 @@ def synthetic_tables(reps: int, cfg: LeakConfig, jobs: int, leaks: Sequence[int]
                            leaks) for p in per)
 
 
-def real_tables(reps: int, iterations: Sequence[int], leaks: Sequence[int], cfg: LeakConfig, jobs: int,
-                pipeline: str = "recompile", model: str = "mlp", only: Sequence[str] = ()) -> str:
-    """Part 2: the runner's cells with ``inject_leak_bytes`` under every installed allocator, ``reps`` each.
+RSS_SERIES = ("VmRSS", "VmHWM", "RssAnon")
+HEAP_SERIES = ("VmRSS", "VmHWM", "RssAnon", "HeapLive", "PyBlocks")
 
-    The verdict is ``overall`` over VmRSS, VmHWM and RssAnon, as the runner gives it.  The injected
-    leak is a touched bytearray kept per iteration: below glibc's mmap threshold it comes from the heap,
-    where freed memory can absorb it for a while (the module docstring's blind spot).
-    """
+
+def real_cells(reps: int, iterations: Sequence[int], leaks: Sequence[int], jobs: int, pipeline: str = "recompile",
+               model: str = "mlp", only: Sequence[str] = (), python_malloc: bool = False) -> list:
+    """Part 2's runs: the runner's cells with ``inject_leak_bytes`` (bytes) under every installed allocator."""
     from stress_tests import allocators  # imported here so that part 1 needs nothing but the analysis
-    from stress_tests.analysis import analyze_samples, overall
     from stress_tests.runner import run_cells
-    from stress_tests.spec import ANALYZED, CellSpec
+    from stress_tests.spec import CellSpec
 
     names = [f.name for f in allocators.discover() if f.installed and (not only or f.name in only)]
-    specs = [CellSpec(pipeline=pipeline, model=model, allocator=a, iterations=n, inject_leak_bytes=k * 1024,
-                      timeout=1800.0)
-             for a in names for n in iterations for k in leaks for _ in range(reps)]
+    # Interleaved (every cell once, then again): a burst of load on the shared machine hits all cells alike.
+    specs = [CellSpec(pipeline=pipeline, model=model, allocator=a, iterations=n, inject_leak_bytes=k, timeout=1800.0,
+                      python_malloc=python_malloc)
+             for _ in range(reps) for a in names for n in iterations for k in leaks]
 
     def tick(r: object) -> None:
         print(".", end="", file=sys.stderr, flush=True)
 
     results = run_cells(specs, jobs=jobs, on_done=tick)
     print(file=sys.stderr)
+    return results
+
+
+def real_tables(results: Sequence, leaks: Sequence[int], cfg: LeakConfig) -> str:
+    """Part 2's tables: per allocator, the RSS-based and the heap-based verdicts of the same runs.
+
+    The injected leak is a touched bytearray kept per iteration: its buffer comes from malloc from
+    1 KiB on (the heap counter sees it at once, RSS only when the allocator's free memory runs out);
+    256 B goes to pymalloc with the bytearray object (two blocks, which PyBlocks sees).
+    """
+    from stress_tests.analysis import analyze_samples, overall
+
+    pipeline = results[0].spec.pipeline if results else "?"
+    model = results[0].spec.model if results else "?"
     out = []
-    for a in names:
-        cells: dict[tuple[int, int], list[str]] = {}
-        failed = 0
-        for r in results:
-            if r.spec.allocator != a:
-                continue
-            series = {m: r.series[m] for m in ANALYZED if r.series.get(m)}
-            if r.status not in ("ok", "leak") or not series:
-                failed += 1
-                continue
-            v = overall(analyze_samples(series, warmup=r.spec.warmup, config=cfg))
-            cells.setdefault((r.spec.iterations, r.spec.inject_leak_bytes // 1024), []).append(v)
-        rates = _rates(cells)
-        title = f"Real runs, {a}: `{pipeline}` on `{model}`, {reps} runs per cell" + (
-            f" ({failed} failed cells left out)" if failed else "")
-        out.append(table(rates, title, leaks))
+    for a in dict.fromkeys(r.spec.allocator for r in results):
+        mine = [r for r in results if r.spec.allocator == a]
+        failed = [r for r in mine if r.status not in ("ok", "leak")]
+        for label, names in (("RSS-based", RSS_SERIES), ("heap-based", HEAP_SERIES)):
+            cells: dict[tuple[int, int], list[str]] = {}
+            for r in mine:
+                series = {m: r.series[m] for m in names if r.series.get(m) and None not in r.series[m]}
+                if r.status not in ("ok", "leak") or not series:
+                    continue
+                v = overall(analyze_samples(series, warmup=r.spec.warmup, config=cfg))
+                cells.setdefault((r.spec.iterations, r.spec.inject_leak_bytes), []).append(v)
+            runs = max((len(v) for v in cells.values()), default=0)
+            pm = ", PYTHONMALLOC=malloc" if mine and mine[0].spec.python_malloc else ""
+            title = f"Real runs, {a}{pm}, {label}: `{pipeline}` on `{model}`, {runs} runs per cell" + (
+                f" ({len(failed)} failed cells left out)" if failed else "")
+            out.append(table(_rates(cells), title, leaks, in_bytes=True))
     return "\n".join(out)
 
 
@@ -160,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipeline", default="recompile", help="pipeline of the real cells")
     ap.add_argument("--allocators", nargs="+", default=[], help="real cells under these only (default: all installed)")
     ap.add_argument("--leaks", type=int, nargs="+", default=list(LEAKS_KIB), help="KiB per iteration")
+    ap.add_argument("--leaks-bytes", type=int, nargs="+", default=None,
+                    help="real cells: bytes per iteration (overrides --leaks, e.g. 0 256 1024)")
+    ap.add_argument("--python-malloc", action="store_true", help="real cells under PYTHONMALLOC=malloc")
+    ap.add_argument("--keep", type=Path, help="real cells: write their results file here (re-judge it later)")
+    ap.add_argument("--from-results", type=Path, nargs="+", help="judge these results files instead of running")
     ap.add_argument("--out", type=Path, help="also write the Markdown tables to this file")
     args = ap.parse_args(argv)
     cfg = LeakConfig()
@@ -167,9 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_synthetic:
         parts.append(synthetic_tables(args.reps, cfg, args.jobs, args.leaks))
         print(parts[-1], flush=True)
-    if args.real:
-        parts.append(real_tables(args.real_reps, args.real_iterations, args.leaks, cfg, args.jobs, args.pipeline,
-                                 only=args.allocators))
+    leaks_bytes = args.leaks_bytes or [k * 1024 for k in args.leaks]
+    if args.from_results:
+        from stress_tests.results import read_results
+
+        results = [c for p in args.from_results for c in read_results(p).cells]
+        parts.append(real_tables(results, sorted({r.spec.inject_leak_bytes for r in results}), cfg))
+        print(parts[-1], flush=True)
+    elif args.real:
+        results = real_cells(args.real_reps, args.real_iterations, leaks_bytes, args.jobs, args.pipeline,
+                             only=args.allocators, python_malloc=args.python_malloc)
+        if args.keep:
+            from stress_tests.environment import fingerprint
+            from stress_tests.results import write_results
+
+            write_results(args.keep, results, fingerprint(), ["bench_leak_detection.py", *(argv or sys.argv[1:])])
+        parts.append(real_tables(results, leaks_bytes, cfg))
         print(parts[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(parts))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def aligned_empty(nbytes: int) -> np.ndarray:
     """A uint8 buffer of ``nbytes`` whose data starts on a 64-byte boundary."""
     raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
+    start = (-raw.__array_interface__["data"][0]) % ALIGN
     return raw[start:start + nbytes]
 
 

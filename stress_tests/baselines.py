@@ -3,7 +3,7 @@
 ``baselines/<env-key>.json`` (key: ``profiles.env_key``; JSON Schema in
 ``stress_tests/schemas/baseline.schema.json``)::
 
-    {"schema": "memgate-baseline", "version": 1, "env_key": "linux-x86_64-py3.11-numpy2-glibc-default",
+    {"schema": "memgate-baseline", "version": 2, "env_key": "linux-x86_64-py3.11-numpy2-glibc-default",
      "environment": {"allocator": "glibc", "allocator_version": "2.36", "profile": "default",
                      "tunables": [], "trim": false},
      "entries": {"reinfer/mlp/default/builtin": {
@@ -36,8 +36,12 @@ from .spec import CellResult
 SCHEMA, VERSION = "memgate-baseline", 2
 #: Version 1 stored steady_rss, steady_anon and peak_hwm as absolute levels (they counted what the
 #: interpreter's imports mapped, which differs between installs); version 2 stores them as deltas
-#: from the child's state after its imports, so version-1 levels are dropped when read.
+#: from the child's state after its imports, so version-1 levels are dropped when read. Version 2
+#: also added the live-heap metrics (heap_delta:<stage>, steady_heap, heap_growth): against a
+#: version-1 file they are not judged (not even as new), and ``compare`` says to record it again.
 _V1_LEVELS = ("steady_rss", "steady_anon", "peak_hwm")
+READABLE = (1, 2)
+V2_KINDS = ("heap_delta", "steady_heap", "heap_growth")
 SCHEMA_FILE = Path(__file__).with_name("schemas") / "baseline.schema.json"
 DEFAULT_DIR = "baselines"
 VERDICTS = ("regression", "improvement", "ok", "new", "missing", "slower")
@@ -86,6 +90,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         for name in _V1_LEVELS:
             dropped += entry["metrics"].pop(name, None) is not None
     out["entries"] = {k: e for k, e in out["entries"].items() if e["metrics"]}
+    out["migrated_from"] = out["version"]
     out["version"] = VERSION
     out["migrated"] = (f"version 1 file: {dropped} absolute level(s) ({', '.join(_V1_LEVELS)}) dropped; "
                        "re-record it (memgate baseline update) to gate them as deltas from the post-import state")
@@ -134,7 +139,7 @@ def dumps(data: dict[str, Any]) -> str:
 
 def write_baseline(path: str | Path, data: dict[str, Any]) -> None:
     """Validate, then write atomically: a reader (or a crash) sees the old file or the new one, never half."""
-    data = {k: v for k, v in data.items() if k != "migrated"}
+    data = {k: v for k, v in data.items() if k not in ("migrated", "migrated_from")}
     validate(data, str(path))
     write_atomic(path, dumps(data))
 
@@ -259,6 +264,7 @@ def apply(existing: dict[str, dict[str, Any]], results: Sequence[Results], direc
         if not good or not m.pooled(good):
             continue
         target = files.setdefault(key, {"schema": SCHEMA, "version": VERSION, "env_key": key, "entries": {}})
+        target["version"] = VERSION  # its entries now carry this version's metrics
         target["environment"] = _environment(good[0])
         target["entries"][entry] = make_entry(g, stamp, __version__)
         touched[key].add(entry)
@@ -326,7 +332,8 @@ def _fmt(metric: str, value: float | None) -> str:
         return "n/a"
     if m.unit(metric) == "seconds":
         return f"{value * 1e3:.2f} ms"
-    return format_size(value, signed=m.kind(metric) == "growth") + ("/it" if m.kind(metric) == "growth" else "")
+    growth = m.kind(metric) in ("growth", "heap_growth")
+    return format_size(value, signed=growth) + ("/it" if growth else "")
 
 
 # ----------------------------------------------------------------------------- compare
@@ -469,6 +476,15 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
                             f"{', '.join(recorded_kernels)}; its tolerances were measured across those kernels only")
         cell = f"{entry_name}/{spec.allocator}" + ("" if profile == "default" else f"/{profile}")
         names = list(current) + [n for n in base_metrics if n not in current]
+        file_version = int((base_file or {}).get("migrated_from", (base_file or {}).get("version", VERSION)))
+        if file_version < VERSION and entry:
+            # A metric the file's version could not record is not judged (not even as new): a
+            # version-1 file gates what it gated, and says how to gate the rest.
+            predating = [n for n in names if m.kind(n) in V2_KINDS and n not in base_metrics]
+            names = [n for n in names if n not in predating]
+            if predating:
+                warnings.append(f"{key}: baseline version {file_version} predates the heap metrics "
+                                f"({', '.join(V2_KINDS)}); record it again (memgate baseline update) to gate them")
         for name in names:
             b = base_metrics.get(name)
             now = current.get(name)

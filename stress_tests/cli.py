@@ -28,7 +28,8 @@ _EXAMPLES = {
                "  memgate matrix --target app/cache.py:Cache,app.parse:parse --allocator all --iterations 200"),
     "hunt": ("example:\n  memgate hunt --pipeline reinfer --model mlp --iterations 60\n"
              "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line\n"
-             "  memgate hunt --target app/cache.py:Cache --frames 5           # where your code's memory grows"),
+             "  memgate hunt --target app/cache.py:Cache --frames 5           # where your code's memory grows\n"
+             "  memgate hunt --model mlp --native   # C extensions and libraries too (pip install 'memgate[native]')"),
     "check": ("example:\n  memgate check                  # quick gating set, every installed allocator\n"
               "  memgate check --allocators jemalloc --profile arena1 --models u2netp,mlp\n"
               "  memgate check --repeat 3 && memgate baseline update memgate-report/results.json\n"
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "hunt":
             p.add_argument("--frames", type=int, default=1, metavar="N",
                            help="tracemalloc frames per site (more shows the callers)")
+            p.add_argument("--native", action="store_true",
+                           help="also run memray with native traces (extra 'native'): sites in C extensions and "
+                                "shared libraries, which tracemalloc cannot see")
     _add_gate_parsers(sub)
     text = "write the report of a results file: Markdown summary, JUnit XML, PNG plots, one HTML page"
     p = sub.add_parser("report", help=text, description=text, epilog=_EXAMPLES["report"],
@@ -176,9 +180,45 @@ def _workdir(args: argparse.Namespace) -> Any:
     return None
 
 
+def _named_allocators(args: argparse.Namespace) -> list[str] | None:
+    """The allocators the user named (``--allocator``, else ``MEMGATE_ALLOCATOR``), or None for the default.
+
+    A named allocator must exist: a CI line that names jemalloc and runs nothing must not go green.
+    ``--allocator all`` names none in particular (every installed one).
+    """
+    import os
+
+    from .allocators import ALLOCATORS
+    from .options import split_list
+    from .profiles import ENV_ALLOCATOR
+
+    flagged = any(a == "--allocator" or a.startswith("--allocator=") for a in getattr(args, "argv", []))
+    text = args.allocator if flagged else os.environ.get(ENV_ALLOCATOR, "").strip()
+    if not text or text == "all":
+        return None
+    return _checked(lambda: split_list(text, ALLOCATORS, "allocator"))
+
+
+def _require_installed(args: argparse.Namespace, names: Sequence[str] | None) -> None:
+    """Exit 2 with the install hint for a named allocator that is missing."""
+    from .allocators import find
+
+    for name in names or ():
+        found = find(name, getattr(args, "allocator_path", None))
+        if not found.installed:
+            raise UsageError(f"{found.hint} (it was asked for by name: a skipped run would pass without "
+                             f"running anything)")
+
+
 def _run_one(args: argparse.Namespace, **overrides: Any) -> Any:
     from .runner import run_cells
 
+    named = _named_allocators(args)
+    if named is not None and "allocator" not in overrides:
+        if len(named) != 1:
+            raise UsageError(f"{args.command} runs one cell: name one allocator, not {', '.join(named)}")
+        overrides["allocator"] = named[0]
+    _require_installed(args, named)
     spec = _checked(lambda: spec_from_args(args, **overrides))
     _checked(lambda: check(spec))
     err = _console(stderr=True)
@@ -204,7 +244,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_hunt(args: argparse.Namespace) -> int:
     from .display import hunt_report, summary
 
-    result = _run_one(args, tracemalloc=max(1, args.frames))
+    if args.native:
+        from .native import INSTALL_HINT, available
+
+        if not available():
+            raise UsageError(INSTALL_HINT)
+    result = _run_one(args, tracemalloc=max(1, args.frames), native=args.native)
     summary(result, _console())
     hunt_report(result, _console())
     _save(args.json, [result], args.argv)
@@ -217,6 +262,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from .display import matrix_table
     from .runner import run_cells
 
+    named = _named_allocators(args)
+    if named is not None and not any(a == "--allocator" or a.startswith("--allocator=") for a in args.argv):
+        args.allocator = ",".join(named)  # MEMGATE_ALLOCATOR stands in for the flag
+    _require_installed(args, named)
     specs = _checked(lambda: specs_from_matrix_args(args))
     for spec in specs:
         _checked(functools.partial(check, spec))
@@ -290,14 +339,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .options import split_list
     from .profiles import PROFILE_NAMES, env_key
 
-    installed = [f.name for f in discover() if f.installed]
+    found = discover()
+    installed = [f.name for f in found if f.installed]
     project = _project(args)
     if project is not None and (args.models or args.full or args.blas_kernels):
         raise UsageError(f"--models, --full and --blas-kernels choose from memgate's own gating set; "
                          f"{project.file} has its own")
     listed = args.allocators or (",".join(project.allocators) if project and project.allocators else None)
-    allocators = _checked(lambda: split_list(listed, [f.name for f in discover()], "allocator")
+    allocators = _checked(lambda: split_list(listed, [f.name for f in found], "allocator")
                           ) if listed else installed
+    absent = [f for f in found if not f.installed and not listed]
     profile = args.profile or (",".join(project.profiles) if project else "default")
     profiles = _checked(lambda: split_list(profile, PROFILE_NAMES, "profile"))
     if project is not None:
@@ -313,7 +364,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         kernels = (runnable_kernels() if args.blas_kernels == "auto"
                    else split_list(args.blas_kernels) if args.blas_kernels else ())
-
         _checked(functools.partial(check_blas_kernels, kernels))
         specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat, blas_kernels=kernels))
     if not specs:
@@ -335,6 +385,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                        gate_latency=args.gate_latency, cwd=project.root if project else None)
     gate.comparison_tables(outcome.comparison, out, only_changes=True)
     gate.check_summary(outcome.results, outcome.comparison, out)
+    for f in absent:  # "every installed allocator": what is not installed is skipped, and said so
+        out.print(f"skipped, not installed: {f.hint}", markup=False, highlight=False)
     gate.comparison_footer(outcome.comparison, out, strict=args.strict)
     out.print(f"results: {outcome.results_path}", markup=False)
     out.print(f"report: {outcome.report_path}", markup=False)

@@ -11,10 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from .spec import ANALYZED, CellResult
-from .units import format_size
+from .units import format_metric, format_size
 
 _STYLE = {"ok": "green", "leak": "bold red", "failed": "red", "crashed": "bold red", "timeout": "red",
-          "skipped": "yellow", "no-leak": "green", "inconclusive": "yellow"}
+          "skipped": "yellow", "no-leak": "green", "inconclusive": "yellow", "retention": "magenta"}
 
 
 def styled(word: str | None) -> str:
@@ -27,7 +27,7 @@ def styled(word: str | None) -> str:
 def _slope(v: dict[str, Any] | None) -> str:
     if not v or v.get("slope") is None:
         return "n/a"
-    return f"{format_size(v['slope'], signed=True)}/it"
+    return f"{format_metric(str(v.get('metric', '')), v['slope'], signed=True)}/it"
 
 
 def summary(r: CellResult, console: Console) -> None:
@@ -48,13 +48,19 @@ def summary(r: CellResult, console: Console) -> None:
                  or k.startswith(("TCMALLOC_", "MIMALLOC_"))}
         if shown:
             console.print("environment: " + " ".join(f"{k}={v}" for k, v in shown.items()), markup=False)
+    heap = r.probe.get("heap") or {}
+    if heap.get("source"):
+        console.print(f"heap counter: {heap['source']} ({heap.get('scope', '')})", markup=False)
+    elif heap.get("error"):
+        console.print(f"heap counter: none ({heap['error']}); RSS decides", markup=False)
     if r.verdicts:
         t = Table(title="growth per iteration", title_justify="left", show_edge=False)
         for col in ("metric", "verdict", "slope", "interval", "p", "steady from"):
             t.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
         for metric, v in r.verdicts.items():
             low, high = v.get("slope_low"), v.get("slope_high")
-            interval = f"{format_size(low, signed=True)}..{format_size(high, signed=True)}" if low is not None else ""
+            interval = (f"{format_metric(metric, low, signed=True)}..{format_metric(metric, high, signed=True)}"
+                        if low is not None else "")
             p = f"{v['p_value']:.2g}" if v.get("p_value") is not None else ""
             t.add_row(metric, styled(v.get("verdict")), _slope(v), interval, p, str(v.get("warmup_end", "")))
         console.print(t)
@@ -82,7 +88,8 @@ def _raw_growth(r: CellResult, console: Console) -> None:
     for metric in ANALYZED:
         values = [v for v in r.series.get(metric, []) if v is not None]
         if len(values) >= 2:
-            parts.append(f"{metric} {format_size((values[-1] - values[0]) / (len(values) - 1), signed=True)}/it")
+            per = (values[-1] - values[0]) / (len(values) - 1)
+            parts.append(f"{metric} {format_metric(metric, per, signed=True)}/it")
     if parts:
         console.print("raw growth (last - first): " + ", ".join(parts))
 
@@ -93,47 +100,68 @@ def stages(r: CellResult, console: Console) -> None:
                "peak: process high-water mark (no peak reset here: an upper bound for each stage)")
     t = Table(title="memory per stage", title_justify="left", caption=caption, caption_justify="left",
               show_edge=False)
-    for col in ("stage", "RSS before", "Δ RSS", "Δ anon", "peak above start", "time"):
+    heap = any(s.heap_delta is not None for s in r.stages)
+    for col in ("stage", "RSS before", "Δ RSS", "Δ anon", *(("Δ heap", "Δ blocks") if heap else ()),
+                "peak above start", "time"):
         t.add_column(col, justify="left" if col == "stage" else "right")
     for s in r.stages:
         anon = None if s.anon_after is None or s.anon_before is None else s.anon_after - s.anon_before
+        live = (format_size(s.heap_delta, signed=True), "n/a" if s.blocks_delta is None else f"{s.blocks_delta:+d}")
         t.add_row(s.stage, format_size(s.rss_before), format_size(s.delta, signed=True),
-                  format_size(anon, signed=True), format_size(s.peak_delta), f"{s.seconds * 1e3:.1f} ms")
+                  format_size(anon, signed=True), *(live if heap else ()), format_size(s.peak_delta),
+                  f"{s.seconds * 1e3:.1f} ms")
     console.print(t)
 
 
 def matrix_table(results: Sequence[CellResult], console: Console) -> None:
     t = Table(title=f"{len(results)} cells", show_lines=False)
-    for col in ("cell", "status", "verdict", "RssAnon/it", "VmHWM/it", "peak RSS", "median ms", "reason"):
+    for col in ("cell", "status", "verdict", "heap/it", "RssAnon/it", "VmHWM/it", "peak RSS", "median ms", "reason"):
         t.add_column(col, overflow="fold")
     for r in results:
         peak = max((v for v in r.series.get("VmHWM", []) if v is not None), default=None)
         lat = f"{statistics.median(r.latency) * 1e3:.2f}" if r.latency else ""
         t.add_row(escape(r.spec.id), styled(r.status), styled(r.verdict) if r.verdict else "",
-                  _slope(r.verdicts.get("RssAnon")), _slope(r.verdicts.get("VmHWM")),
+                  _slope(r.verdicts.get("HeapLive")), _slope(r.verdicts.get("RssAnon")),
+                  _slope(r.verdicts.get("VmHWM")),
                   format_size(peak), lat, escape(r.reason[:160]))
     console.print(t)
 
 
 def hunt_report(r: CellResult, console: Console) -> None:
+    """The growing sites (tracemalloc's, and memray's with --native) and how much of the growth they explain."""
+    native = r.spec.native
     if not r.hunt:
-        console.print("no allocation site grew steadily under tracemalloc")
+        tools = "(tracemalloc, memray)" if native else "under tracemalloc"
+        console.print(f"no allocation site grew steadily {tools}")
     else:
         t = Table(title="allocation sites that grew in both halves of the run", title_justify="left", show_edge=False)
-        for col in ("site", "bytes/iteration", "blocks/iteration", "total", "code"):
+        for col in ("site", "seen by", "bytes/iteration", "blocks/iteration", "total", "code"):
             t.add_column(col, overflow="fold")
         for s in r.hunt:
-            t.add_row(s["site"], format_size(s["bytes_per_iteration"]), f"{s['count_per_iteration']:.2f}",
-                      format_size(s["total_bytes"]), s.get("line", ""))
+            t.add_row(s["site"], s.get("source", "tracemalloc"), format_size(s["bytes_per_iteration"]),
+                      f"{s['count_per_iteration']:.2f}", format_size(s["total_bytes"]), s.get("line", ""))
         console.print(t)
-    traced = sum(s["bytes_per_iteration"] for s in r.hunt)
+    traced = sum(s["bytes_per_iteration"] for s in r.hunt if s.get("source", "tracemalloc") == "tracemalloc")
+    by_memray = sum(s["bytes_per_iteration"] for s in r.hunt if s.get("source") == "memray")
+    heap = (r.verdicts.get("HeapLive") or {}).get("slope")
     rss = (r.verdicts.get("RssAnon") or {}).get("slope")
-    if rss is None:
-        return
-    seen = f"tracemalloc sees {format_size(traced)}/iteration; RssAnon grows {format_size(rss, signed=True)}/iteration"
-    if rss > 0 and traced < 0.9 * rss:
-        console.print(f"{seen}: the rest is native memory tracemalloc cannot see")
-    elif traced > 1.1 * max(rss, 0):
+    seen = f"tracemalloc sees {format_size(traced)}/iteration"
+    if native:
+        seen += f", memray {format_size(by_memray)}/iteration"
+    if heap is not None:
+        seen += f"; the allocator's live heap grows {format_size(heap, signed=True)}/iteration"
+    if rss is not None:
+        seen += f"; RssAnon {format_size(rss, signed=True)}/iteration"
+    growth = heap if heap is not None else rss
+    if growth is None:
+        console.print(seen)
+    elif native and heap is not None and heap > 1024 and by_memray + traced < 0.5 * heap:
+        console.print(f"{seen}: the rest was allocated through a function pointer (ctypes, dlsym'd malloc) that "
+                      f"memray's hooks cannot intercept, or by a thread memray did not follow")
+    elif not native and growth > 1024 and traced < 0.9 * growth:
+        console.print(f"{seen}: the rest is native memory tracemalloc cannot see (memgate hunt --native "
+                      f"shows C extension and library sites)")
+    elif heap is None and rss is not None and traced > 1.1 * max(rss, 0):
         console.print(f"{seen}: the allocator is absorbing the growth in memory it already holds "
                       f"(it reaches RSS once that runs out)")
     else:

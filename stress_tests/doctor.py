@@ -27,7 +27,9 @@ def verify_in_child(found: Found, timeout: float = 60.0) -> tuple[bool, str]:
         return False, f"verification child failed: {e}"
     if report["ok"]:
         owner = report["evidence"][0].rsplit(" ", 1)[-1] if report["evidence"] else "?"
-        return True, f"yes (malloc from {os.path.basename(owner)})"
+        short = str(report.get("heap", "")).split("(")[0].split(" + ")[0].strip()  # the call, not its details
+        heap = f"; heap counter: {short}" if short else ""
+        return True, f"yes (malloc from {os.path.basename(owner)}{heap})"
     return False, "NO: " + report["message"]
 
 

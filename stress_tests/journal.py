@@ -2,9 +2,10 @@
 
 One record per line, each with a ``kind``:
 
-- ``start``: ``fields`` (series names, in sample order), ``probe``, ``applied``, ``pid``
+- ``start``: ``fields`` (series names, in sample order: /proc's, then the heap counter's ``HeapLive``,
+  ``PyBlocks``, ...), ``probe`` (with ``heap``: which counter, what it covers), ``applied``, ``pid``
 - ``begin_stage``: ``stage`` (so a crash names the stage it died in)
-- ``stage``: a StageMemory as a dict
+- ``stage``: a StageMemory as a dict (with its heap and block figures)
 - ``sample``: ``i`` (iteration), ``v`` (values in ``fields`` order, null when missing), ``latency`` (s)
 - ``note``: ``text``
 - ``info``: ``memory_stats`` and other facts learned along the way

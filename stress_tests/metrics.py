@@ -11,7 +11,14 @@ Metrics of one cell (all lower-is-better; sizes in bytes, times in seconds):
 - ``steady_anon``: the same for RssAnon;
 - ``peak_hwm``: the loop's VmHWM at the last iteration (its running peak), minus VmRSS at the start;
 - ``growth``: the deciding series' (RssAnon, else VmRSS) Theil-Sen slope, bytes per iteration;
-- ``latency``: median seconds per iteration over the steady part.
+- ``latency``: median seconds per iteration over the steady part;
+- ``heap_delta:<stage>``: the allocator's live bytes after the stage minus before it (``stress_tests.heap``:
+  what the program keeps, whatever the allocator does with pages);
+- ``steady_heap``: median live heap bytes over the heap series' own steady part;
+- ``heap_growth``: the live heap's Theil-Sen slope, bytes per iteration.
+
+The heap figures exist where the allocator's counter was read (every supported allocator, and
+none in results written before it); a baseline without them reports them as ``new``.
 
 **No level includes what the interpreter and its imports mapped.** How many pages of numpy's,
 scipy's and onnx's shared libraries a fresh child has resident depends on the install, not on the
@@ -74,6 +81,10 @@ FLOORS: dict[str, Floor] = {
     # Latency swings up to 7x for sub-millisecond cells and 3.5x for 7 ms ones on a loaded 2-core
     # machine (measured): the gate catches gross slowdowns (5x and 20 ms) only.
     "latency": Floor(4.0, 0.020, "seconds"),
+    # The live heap is a count, not pages: no file-backed slack, no purge timers, so tighter floors.
+    "heap_delta": Floor(0.10, 1 * MiB, "bytes"),
+    "steady_heap": Floor(0.05, 1 * MiB, "bytes"),
+    "heap_growth": Floor(0.0, 1024.0, "bytes/iteration"),
 }
 
 
@@ -118,6 +129,8 @@ def model_label(spec: CellSpec) -> str:
         extra.append(f"threads={spec.threads}")
     if spec.pipeline == "multi_graph" and spec.graphs != CellSpec.graphs:
         extra.append(f"graphs={spec.graphs}")
+    if getattr(spec, "python_malloc", False):  # Python's objects on the allocator: other figures entirely
+        extra.append("pymalloc=off")
     default = CoreOptions()
     for field in ("enable_mmap", "cache_dir", "compile_threads", "atomic_clean_policy", "static_memory_policy",
                   "trim_on_release"):
@@ -170,6 +183,27 @@ def measure(result: CellResult) -> dict[str, Measure]:
     latency = [v for v in result.latency[start:] if v is not None]
     if latency:
         out["latency"] = Measure(float(statistics.median(latency)), _iqr(latency))
+    out.update(heap_measures(result))
+    return out
+
+
+def heap_measures(result: CellResult) -> dict[str, Measure]:
+    """The live-heap metrics of a finished cell (empty where its allocator's counter was not read)."""
+    out: dict[str, Measure] = {}
+    for s in result.stages:
+        delta = getattr(s, "heap_delta", None)
+        if delta is not None:
+            out[f"heap_delta:{s.stage}"] = Measure(float(delta))
+    verdict = result.verdicts.get("HeapLive") or {}
+    start = int(verdict.get("warmup_end") or 0) if verdict.get("n") else result.iterations_done // 2
+    heap = [v for v in result.series.get("HeapLive", [])[start:] if v is not None]
+    heap0 = result.stages[0].heap_before if result.stages else None
+    if heap and heap0 is not None:  # like every level, above the child's state after its imports
+        out["steady_heap"] = Measure(float(statistics.median(heap)) - heap0, _iqr(heap))
+    if verdict.get("slope") is not None:
+        low, high = verdict.get("slope_low"), verdict.get("slope_high")
+        half = (high - low) / 2 if low is not None and high is not None else 0.0
+        out["heap_growth"] = Measure(float(verdict["slope"]), float(half))
     return out
 
 

@@ -125,6 +125,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
     Option(("--inject-leak",), {"type": _size, "default": 0, "metavar": "SIZE",
                                 "help": "self-test: leak SIZE (e.g. 64KiB) per iteration in the child"}),
     Option(("--trim",), {"action": "store_true", "help": "malloc_trim(0) after every iteration"}),
+    Option(("--python-malloc",), {"action": "store_true",
+                                  "help": "PYTHONMALLOC=malloc in the child: Python's small objects go to the "
+                                          "allocator under test (its heap counter sees them), at a speed cost"}),
     Option(("--seed",), {"type": int, "default": 0, "metavar": "N", "help": "seed of the sample inputs"}),
     Option(("--no-mmap",), {"action": "store_true", "help": "Core(enable_mmap=False)"}),
     Option(("--cache-dir",), {"default": None, "metavar": "DIR", "help": "Core(cache_dir=DIR)"}),
@@ -169,7 +172,7 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
 
 CELL = ("target", "target_args", "python", "pipeline", "model", "model_options", "mode", "runtime", "allocator",
         "allocator_path", "tunables", "iterations", "warmup", "threads", "graphs", "timeout", "inject_leak", "trim",
-        "seed")
+        "python_malloc", "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
 GATE = ("project", "models", "allocators", "profile", "full", "repeat", "blas_kernels", "baselines", "strict",
@@ -199,6 +202,7 @@ def spec_from_args(ns: argparse.Namespace, **overrides: Any) -> CellSpec:
         graphs=ns.graphs, timeout=ns.timeout, inject_leak_bytes=ns.inject_leak, trim=ns.trim, seed=ns.seed,
         core=core_from_args(ns), target=getattr(ns, "target", None) or "",
         target_args=tuple(getattr(ns, "target_args", ()) or ()), python=getattr(ns, "python", None) or "",
+        python_malloc=getattr(ns, "python_malloc", False),
     )
     values.update(overrides)
     return CellSpec(**values)

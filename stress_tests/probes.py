@@ -211,3 +211,10 @@ def tracemalloc_current() -> int | None:
     import tracemalloc
 
     return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
+
+
+def tracemalloc_overhead() -> int:
+    """Bytes tracemalloc itself holds (its traces and tracebacks, on the malloc heap); 0 when off."""
+    import tracemalloc
+
+    return tracemalloc.get_tracemalloc_memory() if tracemalloc.is_tracing() else 0

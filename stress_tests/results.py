@@ -1,10 +1,10 @@
 """The results file: one JSON document per run, schema-versioned, written atomically.
 
-Format (``"schema": "memgate-results"``, ``"version": 1``; JSON Schema in
+Format (``"schema": "memgate-results"``, ``"version": 2``; JSON Schema in
 ``stress_tests/schemas/results.schema.json``)::
 
     {
-      "schema": "memgate-results", "version": 1,
+      "schema": "memgate-results", "version": 2,
       "created": "2025-01-01T12:00:00Z",       # UTC, ISO 8601
       "memgate": "0.1.0",                       # harness version
       "command": ["memgate", "matrix", ...],    # how it was produced
@@ -18,15 +18,18 @@ Format (``"schema": "memgate-results"``, ``"version": 1``; JSON Schema in
          "reason": "...",
          "series": {"VmRSS": [bytes per iteration, null when missing], "VmHWM": [...], "RssAnon": [...],
                     "RssFile": ..., "RssShmem": ..., "VmSize": ..., "VmPeak": ..., "Threads": [count...],
+                    "HeapLive": [the allocator's live bytes], "PyBlocks": [pymalloc blocks, a count],
+                    "HeapActive": [...], "HeapResident": [...] (jemalloc),
                     "IterPeak": [...], "py_traced": [...] (with tracemalloc)},
          "latency": [seconds per iteration],
          "stages": [{"stage", "rss_before", "rss_after", "anon_before", "anon_after", "peak",
-                     "peak_method": "clear_refs" | "hwm", "seconds"}],
+                     "peak_method": "clear_refs" | "hwm", "seconds",
+                     "heap_before", "heap_after", "blocks_before", "blocks_after"}],
          "applied": {"allocator", "allocator_path", "allocator_version", "verified", "evidence": [...],
                      "env": {LD_PRELOAD, GLIBC_TUNABLES, MALLOC_CONF, ...}, "tunables": {...}, "notes": [...]},
-         "verdict": "leak" | "no-leak" | "inconclusive" | null,
+         "verdict": "leak" | "retention" | "no-leak" | "inconclusive" | null,
          "verdicts": {"VmRSS": SeriesVerdict.to_dict(), ...},
-         "memory_stats": {...}, "probe": {"source", "peak_reset", "peak_per_iteration", ...,
+         "memory_stats": {...}, "probe": {"source", "peak_reset", "peak_per_iteration", "heap": {...}, ...,
                   "child": {"python", "executable", "rss_at_start", "anon_at_start", "foreign_modules"}},
          "hunt": [{"site": "file:line", "bytes_per_iteration", "count_per_iteration", ...}],
          "exit_code", "signal", "stderr_tail", "seconds", "notes": [...]}
@@ -38,7 +41,9 @@ With ``probe.peak_per_iteration`` (the peak is reset at every iteration start) `
 iteration's own peak and ``VmHWM`` the running peak since the loop began (``probe.hwm_origin ==
 "loop"``); without it ``IterPeak`` is null and ``VmHWM`` the process high-water mark (``"process"``).
 Readers must accept unknown keys inside ``fingerprint``, ``applied``, ``memory_stats`` and ``probe``;
-a new top-level or cell field bumps the version.
+a new top-level or cell field bumps the version. Version 2 added the heap series, the stages' heap
+and block figures, the ``retention`` verdict and ``spec.python_malloc``; version-1 files are read
+as they are (their cells simply have no heap figures).
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ from typing import Any
 from .spec import CellResult, SpecError, write_json_atomic
 
 SCHEMA = "memgate-results"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 SCHEMA_FILE = Path(__file__).with_name("schemas") / "results.schema.json"
 
 
@@ -101,8 +107,9 @@ def read_results(path: str | Path) -> Results:
 def from_dict(data: Any, where: str = "results") -> Results:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ResultsError(f"{where}: not a memgate results file (no \"schema\": \"{SCHEMA}\")")
-    if data.get("version") != VERSION:
-        raise ResultsError(f"{where}: results version {data.get('version')!r}; this memgate reads version {VERSION}")
+    if data.get("version") not in READABLE:
+        raise ResultsError(f"{where}: results version {data.get('version')!r}; this memgate reads versions "
+                           f"{', '.join(map(str, READABLE))}")
     validate(data, where)
     try:
         cells = [CellResult.from_dict(c) for c in data["cells"]]

@@ -54,6 +54,8 @@ def child_env(spec: CellSpec, found: allocators.Found, base: Mapping[str, str] |
     env["PYTHONUNBUFFERED"] = "1"
     if spec.blas_kernel:
         env["OPENBLAS_CORETYPE"] = spec.blas_kernel
+    if spec.python_malloc:  # pymalloc off: Python's small objects become visible to the heap counter
+        env["PYTHONMALLOC"] = "malloc"
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash leaves a Python traceback in the stderr tail
     return env
 
@@ -191,7 +193,7 @@ def finish(result: CellResult) -> CellResult:
     if result.status != "ok" or not result.series or not result.spec.pipeline or result.iterations_done == 0:
         return result
     try:
-        from .analysis import LeakConfig, analyze_samples, overall
+        from .analysis import LeakConfig, analyze_samples, format_value, overall
     except ImportError as e:
         result.notes.append(f"no verdict: the leak analysis is unavailable ({e})")
         return result
@@ -207,9 +209,15 @@ def finish(result: CellResult) -> CellResult:
     result.verdict = overall(verdicts)
     if result.verdict == "leak":
         result.status = "leak"
-        grown = [f"{k} {format_size(v.slope, signed=True)}/iteration" for k, v in verdicts.items()
+        grown = [f"{k} {format_value(k, v.slope, signed=True)}/iteration" for k, v in verdicts.items()
                  if v.verdict == "leak"]
         result.reason = "memory grows: " + ", ".join(grown)
+    elif result.verdict == "retention":
+        grown = [f"{k} {format_size(v.slope, signed=True)}/iteration" for k, v in verdicts.items()
+                 if v.verdict == "leak"]
+        result.notes.append(f"retention: {', '.join(grown)} while the allocator's live heap is flat: the allocator "
+                            f"keeps memory the program freed (not a leak of the program; gated by the baselines' "
+                            f"RSS figures)")
     return result
 
 

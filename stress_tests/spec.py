@@ -20,12 +20,16 @@ STATUSES = ("ok", "leak", "failed", "crashed", "timeout", "skipped")
 BAD_STATUSES = frozenset({"leak", "failed", "crashed", "timeout"})
 #: Every per-iteration series a Linux child records (bytes, except Threads).
 SERIES_FIELDS = ("VmRSS", "VmHWM", "VmSize", "VmPeak", "RssAnon", "RssFile", "RssShmem", "Threads")
+#: Series of the allocator's own counters (``stress_tests.heap``): live bytes, pymalloc blocks (a count).
+HEAP_FIELDS = ("HeapLive", "PyBlocks", "HeapActive", "HeapResident")
 #: The series the leak verdict is computed on: file-backed pages (mmap'd weights) are not a leak.
-ANALYZED = ("VmRSS", "VmHWM", "RssAnon")
 #: The pipeline name of a target cell: the user's callable instead of a runtime pipeline.
 TARGET = "target"
 #: A target naming a pytest test's body (the memleak marker on any test): ``pytest:<nodeid>``.
 TEST_PREFIX = "pytest:"
+ANALYZED = ("VmRSS", "VmHWM", "RssAnon", "HeapLive", "PyBlocks")
+#: Series counted in units, not bytes.
+COUNTS = frozenset({"Threads", "PyBlocks"})
 
 
 class SpecError(ValueError):
@@ -65,6 +69,8 @@ class CellSpec:
     inject_leak_bytes: int = 0  # self-test: keep this much touched memory per iteration
     inject_fault: str = ""  # self-test of the harness: "signal:SEGV@3", "exit:3@2", "hang@1"
     tracemalloc: int = 0  # frames per traceback; 0 = off
+    native: bool = False  # memgate hunt --native: memray's native traces over two windows of the loop
+    python_malloc: bool = False  # PYTHONMALLOC=malloc in the child: every Python allocation goes to the allocator
     timeout: float = 600.0
     seed: int = 0
     target: str = ""  # "path/file.py:NAME", "package.module:NAME" or "pytest:<nodeid>" (pipeline "target")
@@ -123,6 +129,8 @@ class CellSpec:
         parts = [self.pipeline, model, self.mode, self.runtime, self.allocator]
         if self.tunables:
             parts.append(",".join(f"{k}={v}" for k, v in self.tunables))
+        if self.python_malloc:
+            parts.append("pymalloc=off")
         if self.inject_leak_bytes:
             parts.append(f"leak={self.inject_leak_bytes}")
         return "/".join(parts)
@@ -209,6 +217,8 @@ class StageMemory:
     ``anon_after`` are read, so those do not depend on the allocator's purge timers;
     ``rss_unsettled`` / ``anon_unsettled`` are the same readings taken just before settling (None
     where the allocator could not be settled: then the "after" figures are unsettled too).
+    ``heap_*`` are the allocator's live bytes and ``blocks_*`` Python's pymalloc blocks
+    (``stress_tests.heap``), None where the allocator has no counter.
     """
 
     stage: str
@@ -221,10 +231,24 @@ class StageMemory:
     seconds: float = 0.0
     rss_unsettled: int | None = None
     anon_unsettled: int | None = None
+    heap_before: int | None = None
+    heap_after: int | None = None
+    blocks_before: int | None = None
+    blocks_after: int | None = None
 
     @property
     def delta(self) -> int | None:
         return None if self.rss_after is None or self.rss_before is None else self.rss_after - self.rss_before
+
+    @property
+    def heap_delta(self) -> int | None:
+        return None if self.heap_after is None or self.heap_before is None else self.heap_after - self.heap_before
+
+    @property
+    def blocks_delta(self) -> int | None:
+        if self.blocks_after is None or self.blocks_before is None:
+            return None
+        return self.blocks_after - self.blocks_before
 
     @property
     def peak_delta(self) -> int | None:

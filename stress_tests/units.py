@@ -41,3 +41,14 @@ def format_size(n: float | None, *, signed: bool = False) -> str:
             return f"{sign}{v:.0f} {unit}" if unit == "B" else f"{sign}{v:.1f} {unit}"
         v /= 1024
     raise AssertionError("unreachable")
+
+
+#: Series counted in objects, not bytes (``sys.getallocatedblocks``).
+COUNTED = frozenset({"PyBlocks"})
+
+
+def format_metric(metric: str, n: float | None, *, signed: bool = False) -> str:
+    """A value of series ``metric``: a size, or ``+2.0 blocks`` for the counted ones."""
+    if metric not in COUNTED or n is None:
+        return format_size(n, signed=signed)
+    return f"{n:+.1f} blocks" if signed else f"{n:.1f} blocks"

@@ -7,7 +7,8 @@ as they are taken (see ``journal``); the final result is written atomically at t
 child never analyses: scipy would only add to what is being measured.
 
 Per iteration, after the body: garbage collection, optional ``malloc_trim(0)``, then the
-sample, into storage allocated before the loop (CPython's refleak hunter does the same) so
+sample (/proc, then the allocator's live bytes and Python's block count: ``heap``), into storage
+allocated before the loop (CPython's refleak hunter does the same) so
 that measuring does not grow what is measured. Where /proc/self/clear_refs allows it the peak
 is reset at every iteration start: ``IterPeak`` is then each iteration's own peak and
 ``VmHWM`` their running maximum, the high-water mark since the loop began (setup's peak no
@@ -27,8 +28,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .heap import HeapCounter, HeapCounterError, open_counter
 from .journal import Journal, journal_path
-from .probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_start
+from .probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_overhead, tracemalloc_start
 from .settle import TIMED, SettleError, Settler, make_settler
 from .spec import Applied, CellResult, CellSpec, StageMemory, write_json_atomic
 
@@ -46,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         from .verify import verify_allocator
 
         v = verify_allocator(args[1], args[2] or None)
-        print(json.dumps({"ok": v.ok, "message": v.message, "evidence": v.evidence, "version": v.version}))
+        try:
+            heap = open_counter(args[1], args[2] or None).source if v.ok else ""
+        except HeapCounterError as e:
+            heap = f"none ({e})"
+        print(json.dumps({"ok": v.ok, "message": v.message, "evidence": v.evidence, "version": v.version,
+                          "heap": heap}))
         return 0
     if len(args) != 2:
         print("usage: python -m stress_tests.worker <job.json> <result.json>", file=sys.stderr)
@@ -101,9 +108,11 @@ def verify(spec: CellSpec) -> Applied:
 def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     applied = verify(spec)
     probe = make_probe()
-    probe_info = {"source": probe.source, "peak_reset": probe.peak_reset,
-                  "peak_reset_error": getattr(probe, "peak_reset_error", ""), "gc_per_iteration": True}
-    fields = tuple(probe.fields) + ("IterPeak",) + (("py_traced",) if spec.tracemalloc else ())
+    probe_info: dict[str, Any] = {"source": probe.source, "peak_reset": probe.peak_reset,
+                                  "peak_reset_error": getattr(probe, "peak_reset_error", ""), "gc_per_iteration": True}
+    counter = _heap_counter(spec, applied, probe_info)
+    fields = (tuple(probe.fields) + (counter.fields if counter else ()) + ("IterPeak",)
+              + (("py_traced",) if spec.tracemalloc else ()))
     journal.write("start", fields=list(fields), probe=probe_info, applied=_asdict(applied), pid=os.getpid())
     if not applied.verified:
         return CellResult(spec, "failed", reason=applied.notes[0], applied=applied, probe=probe_info)
@@ -140,12 +149,12 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     if spec.trim and trim is None:
         applied.notes.append("--trim asked but malloc_trim is unavailable here")
     settle = _settler(spec, probe_info, applied)
-    stages = [measure(probe, name, pipelines.STEPS[step], ctx, journal, settle)
+    stages = [measure(probe, name, pipelines.STEPS[step], ctx, journal, settle, counter)
               for name, step in zip(pipelines.stage_names(case.setup), case.setup)]
     ctx.mark()
     result = CellResult(spec, "ok", stages=stages, applied=applied, probe=probe_info)
     if case.iterates:
-        _loop(spec, case, ctx, probe, fields, trim, journal, result, settle)
+        _loop(spec, case, ctx, probe, counter, fields, trim, journal, result, str(job["workdir"]), settle)
     result.memory_stats = dict(ctx.memory_stats)
     if ctx.compile_cache:
         result.memory_stats["compile_cache"] = dict(ctx.compile_cache)
@@ -156,8 +165,31 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     return result
 
 
-def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, ...], trim: Any,
-          journal: Journal, result: CellResult, settle: Settler | None = None) -> None:
+def _heap_counter(spec: CellSpec, applied: Applied, probe_info: dict[str, Any]) -> HeapCounter | None:
+    """The proven allocator's live-bytes counter, or None (said in the probe record and the notes)."""
+    if spec.python_malloc:
+        # Evidence, not trust: pymalloc off means it holds no block at all.
+        off = sys.getallocatedblocks() == 0
+        applied.evidence.append("PYTHONMALLOC=malloc: pymalloc off (sys.getallocatedblocks() == 0)" if off else
+                                f"PYTHONMALLOC=malloc asked but pymalloc holds {sys.getallocatedblocks()} blocks")
+        if not off:
+            applied.verified = False
+            applied.notes.insert(0, "PYTHONMALLOC=malloc did not take effect in the child")
+    if not applied.verified:
+        return None
+    try:
+        counter = open_counter(spec.allocator, spec.allocator_path)
+    except HeapCounterError as e:
+        probe_info["heap"] = {"error": str(e)}
+        applied.notes.append(f"no heap counter: {e}; RSS decides")
+        return None
+    probe_info["heap"] = counter.info()
+    applied.notes += counter.notes
+    return counter
+
+
+def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounter | None, fields: tuple[str, ...],
+          trim: Any, journal: Journal, result: CellResult, workdir: str = ".", settle: Settler | None = None) -> None:
     from . import pipelines
     from .hunt import Hunter
 
@@ -169,17 +201,31 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
     leak_store: list[bytearray] = []
     fault_kind, fault_arg, fault_at = _parse_fault(spec.inject_fault)
     hunter = Hunter(spec, total) if spec.tracemalloc else None
+    native = None
+    if spec.native:
+        from .native import NativeHunter
+
+        native = NativeHunter(total, spec.warmup, workdir)
     per_iteration_peak = probe.peak_reset == "clear_refs"
     result.probe["peak_per_iteration"] = per_iteration_peak
     result.probe["hwm_origin"] = "loop" if per_iteration_peak else "process"
     hwm, own_peak = fields.index("VmHWM"), fields.index("IterPeak")
+    at_heap = len(probe.fields)
+    held = [0, 0]  # live bytes and blocks the hunter's own snapshots hold: not the program's
     for i in range(total):
         if i == fault_at:
             _fault(fault_kind, fault_arg)
+        if native is not None and i in native.points:
+            # memray's own buffers are not the program's: the heap they take is held aside like the hunter's
+            live, blocks = (counter.live(), sys.getallocatedblocks()) if counter is not None else (0, 0)
+            native.before_iteration(i)
+            if counter is not None:
+                held[0] += counter.live() - live
+                held[1] += sys.getallocatedblocks() - blocks
         probe.reset_peak()
         if i == 0:  # the first iteration's steps are stages: where a pipeline's memory goes
             t0 = time.perf_counter()
-            result.stages += [measure(probe, n, s, ctx, journal, settle) for n, s in zip(first_names, steps)]
+            result.stages += [measure(probe, n, s, ctx, journal, settle, counter) for n, s in zip(first_names, steps)]
             latency = time.perf_counter() - t0
         else:
             t0 = time.perf_counter()
@@ -192,6 +238,12 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
             trim(0)
         base = i * width
         probe.sample_into(buf.data, base)
+        if counter is not None:
+            counter.sample_into(buf.data, base + at_heap)
+            # tracemalloc keeps its traces and every traceback it ever saw on the heap: the hunt's, not the program's
+            own = tracemalloc_overhead() if spec.tracemalloc else 0
+            buf.data[base + at_heap] -= held[0] + own
+            buf.data[base + at_heap + 1] -= held[1]
         if spec.tracemalloc:
             buf.data[base + width - 1] = tracemalloc_current() or 0
         if per_iteration_peak:
@@ -204,16 +256,24 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
         buf.filled = i + 1
         journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + width]], latency)
         if hunter is not None:
-            hunter.after_iteration(i)
+            if counter is not None and i in hunter.points:
+                live, blocks = counter.live(), sys.getallocatedblocks()
+                hunter.after_iteration(i)
+                held[0] += counter.live() - live
+                held[1] += sys.getallocatedblocks() - blocks
+            else:
+                hunter.after_iteration(i)
     result.series = buf.series()
     result.latency = list(buf.latency)
     if hunter is not None:
-        result.hunt = hunter.sites()
+        result.hunt = [dict(site, source="tracemalloc") for site in hunter.sites()]
+    if native is not None:
+        result.hunt += native.sites()
 
 
 def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal,
-            settle: Settler | None = None) -> StageMemory:
-    """Run one step with the peak reset at its start: its RSS delta and its own peak.
+            settle: Settler | None = None, counter: HeapCounter | None = None) -> StageMemory:
+    """Run one step with the peak reset at its start: its RSS and heap deltas and its own peak.
 
     With ``settle``, the allocator gives back its free pages before the stage and before the
     "after" sample, so the delta does not depend on its purge timers (``stress_tests.settle``);
@@ -225,13 +285,17 @@ def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal,
         settle()
     reset = probe.reset_peak()
     before = probe.sample()
+    heap_before = counter.sample() if counter is not None else {}
     t0 = time.perf_counter()
     step(ctx)
     seconds = time.perf_counter() - t0
     raw = probe.sample()
+    # The heap counter is exact: garbage the step left for the collector is not what it keeps.
+    # (RSS is read first, as it always was: its stage figures stay comparable with the baselines.)
+    gc.collect()
+    heap_after = counter.sample() if counter is not None else {}
     after = raw
     if settle is not None:
-        gc.collect()
         settle()
         after = probe.sample()
     # The kernel sets the reset high-water mark from its per-CPU RSS counters, which may lag the
@@ -239,7 +303,9 @@ def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal,
     known = [v for v in (raw["VmHWM"], before["VmRSS"], raw["VmRSS"]) if v is not None]
     stage = StageMemory(name, before["VmRSS"], after["VmRSS"], before["RssAnon"], after["RssAnon"],
                         max(known) if raw["VmHWM"] is not None else None, "clear_refs" if reset else "hwm", seconds,
-                        raw["VmRSS"] if settle is not None else None, raw["RssAnon"] if settle is not None else None)
+                        raw["VmRSS"] if settle is not None else None, raw["RssAnon"] if settle is not None else None,
+                        heap_before.get("HeapLive"), heap_after.get("HeapLive"), heap_before.get("PyBlocks"),
+                        heap_after.get("PyBlocks"))
     journal.write("stage", **_asdict(stage))
     return stage
 

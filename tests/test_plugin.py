@@ -47,8 +47,9 @@ def test_a_clean_cell_passes_and_the_summary_shows_it(pytester: pytest.Pytester)
     result = pytester.runpytest()
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*memgate: memory of 1 cell(s)*",
-                                 "test *cell *verdict *growth *peak RSS *checks",
-                                 "*::test_clean *reinfer/mlp/default/builtin/glibc *no-leak *MiB *memleak ok",
+                                 "test *cell *verdict *growth *heap growth *peak RSS *checks",
+                                 "*::test_clean *reinfer/mlp/default/builtin/glibc *no-leak *B/it *B/it *MiB "
+                                 "*memleak ok",
                                  "*::test_factory *reinfer/mlp/default/builtin/glibc *no-leak *MiB *-"])
 
 
@@ -161,6 +162,7 @@ def test_benchmark_extra_info_carries_the_memory_figures(pytester: pytest.Pytest
     info = bench["extra_info"]
     assert info["memgate_cell"] == "reinfer/mlp/default/builtin/glibc" and info["memgate_verdict"] == "no-leak"
     assert info["memgate_peak_rss"] > 10 * MiB and "compile" in info["memgate_stage_peaks"]
+    assert info["memgate_heap_growth_per_iter"] == 0 and "compile" in info["memgate_stage_heap"]
 
 
 def test_baselines_regression_fails_the_session_and_the_report_is_written(pytester: pytest.Pytester) -> None:
@@ -252,3 +254,24 @@ def test_plugin_is_registered_through_the_entry_point(pytestconfig: pytest.Confi
     assert ep.value == "stress_tests.plugin"
     plugin = pytestconfig.pluginmanager.get_plugin("memgate")
     assert plugin is not None and Path(plugin.__file__).parent.name == "plugin"
+
+
+def test_memleak_judges_on_the_heap_where_counted() -> None:
+    from stress_tests.plugin.markers import memleak
+    from stress_tests.runner import finish
+
+    n = 80
+    flat: list[int | None] = [50 * MiB] * n
+    grows: list[int | None] = [50 * MiB + i * (16 << 10) for i in range(n)]
+    blocks: list[int | None] = [170_000] * n
+    hidden = finish(CellResult(CellSpec(iterations=n), "ok", series={  # the allocator absorbs it: RSS flat
+        "VmRSS": flat, "VmHWM": flat, "RssAnon": flat, "HeapLive": [9 * MiB + i * 1040 for i in range(n)],
+        "PyBlocks": blocks}))
+    violation = memleak(hidden)
+    assert violation is not None and "HeapLive +1.0 KiB/iteration" in violation.message
+    assert memleak(hidden, max_growth_per_iter="4 KiB") is None
+    retained = finish(CellResult(CellSpec(iterations=n), "ok", series={
+        "VmRSS": grows, "VmHWM": grows, "RssAnon": grows, "HeapLive": [9 * MiB] * n, "PyBlocks": blocks}))
+    assert retained.verdict == "retention" and retained.status == "ok"
+    assert memleak(retained) is None  # RSS over a flat heap: the allocator's, not the program's
+    assert any(note.startswith("retention:") for note in retained.notes)

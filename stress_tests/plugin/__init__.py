@@ -309,11 +309,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def extra_info(result: CellResult) -> dict[str, Any]:
-    """Memory figures for pytest-benchmark's ``extra_info`` (bytes; growth in bytes per iteration)."""
+    """Memory figures for pytest-benchmark's ``extra_info`` (bytes; growth in bytes per iteration).
+
+    ``memgate_growth_per_iter`` is RSS growth (RssAnon, else VmRSS), as before the heap counter;
+    ``memgate_heap_growth_per_iter`` the allocator's live heap, which decides the verdict where counted.
+    """
     deciding = result.verdicts.get("RssAnon") or result.verdicts.get("VmRSS") or {}
+    heap = result.verdicts.get("HeapLive") or {}
     return {"memgate_cell": result.spec.id, "memgate_status": result.status, "memgate_verdict": result.verdict,
             "memgate_growth_per_iter": deciding.get("slope"), "memgate_peak_rss": peak_of(result),
-            "memgate_stage_peaks": {s.stage: s.peak_delta for s in result.stages}}
+            "memgate_heap_growth_per_iter": heap.get("slope"),
+            "memgate_stage_peaks": {s.stage: s.peak_delta for s in result.stages},
+            "memgate_stage_heap": {s.stage: s.heap_delta for s in result.stages if s.heap_delta is not None}}
 
 
 def _figures(result: CellResult) -> str:
@@ -370,11 +377,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     rows, red = [], []
     for (nodeid, _), (result, violations, passed) in state.records.items():
         verdict = result.verdicts.get("RssAnon") or result.verdicts.get("VmRSS")
+        heap = result.verdicts.get("HeapLive")
         checks = " ".join([*(f"{n} ok" for n in passed), *(f"{v.marker} FAILED" for v in violations)]) or "-"
         rows.append([nodeid, result.spec.id, result.verdict or result.status, growth_text(verdict).split(" (")[0],
-                     format_size(peak_of(result)), checks])
+                     growth_text(heap).split(" (")[0], format_size(peak_of(result)), checks])
         red.append(bool(violations))
-    lines = text_table(["test", "cell", "verdict", "growth", "peak RSS", "checks"], rows, right=(3, 4))
+    lines = text_table(["test", "cell", "verdict", "growth", "heap growth", "peak RSS", "checks"], rows,
+                       right=(3, 4, 5))
     for i, line in enumerate(lines):
         tr.write_line(line, red=i > 0 and red[i - 1])
     comparison = state.comparison

@@ -40,9 +40,10 @@ class Violation:
 
 # ----------------------------------------------------------------------------- the markers
 def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None) -> Violation | None:
-    """Fail if memory grows every iteration: the harness's leak verdict on RssAnon (VmRSS where
-    RssAnon is missing) and VmHWM; with max_growth_per_iter (a size such as "4 KiB"), only growth
-    above it. Other keywords are the cell's fields (pipeline, model, mode, runtime, iterations,
+    """Fail if memory grows every iteration: the harness's leak verdict, on the allocator's live heap
+    and Python's blocks where counted (RSS growing over a flat heap is retention and passes), else on
+    RssAnon and VmHWM; with max_growth_per_iter (a size such as "4 KiB"), only growth above it.
+    Other keywords are the cell's fields (pipeline, model, mode, runtime, iterations,
     inject_leak_bytes, ...); without a pipeline field, the cell is the test's own body, run
     iterations times in an isolated child with its fixtures set up once.
     """
@@ -56,11 +57,16 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     series = {k: [v for v in result.series.get(k, []) if v is not None] for k in ANALYZED}
     series = {k: v for k, v in series.items() if v and len(v) == result.iterations_done}
     if limit is not None and series:
-        from ..analysis import LeakConfig, analyze_samples, overall
+        from dataclasses import replace
+
+        from ..analysis import BLOCKS_CONFIG, HEAP_CONFIG, LeakConfig, analyze_samples, overall
 
         # The user's limit is the practical floor: re-judge with it, so growth just above the limit
-        # is a leak and a statistically certain but smaller growth is not.
-        judged = analyze_samples(series, result.spec.warmup, LeakConfig(floor_bytes=float(limit)))
+        # is a leak and a statistically certain but smaller growth is not. A pymalloc block holds at
+        # most 512 bytes: the limit is at least limit/512 blocks.
+        judged = analyze_samples(series, result.spec.warmup, LeakConfig(floor_bytes=float(limit)),
+                                 replace(HEAP_CONFIG, floor_bytes=float(limit)),
+                                 replace(BLOCKS_CONFIG, floor_bytes=max(BLOCKS_CONFIG.floor_bytes, limit / 512)))
         verdicts = {k: v.to_dict() for k, v in judged.items()}
         verdict = overall(judged)
     if verdict is None:  # no iterations (memcheck), or no analysable series: nothing was checked
@@ -69,11 +75,12 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     if verdict != "leak":
         return None
     grown = [(k, v) for k, v in verdicts.items() if v.get("verdict") == "leak"]
-    growth = ", ".join(f"{k} {format_size(v['slope'], signed=True)}/iteration" for k, v in grown)
+    growth = ", ".join(f"{k} {_per_iteration(k, v['slope'])}" for k, v in grown)
     limit_text = f" (limit {format_size(limit)}/iteration)" if limit is not None else ""
     # One line per grown series: verdict, growth and its interval, how many iterations (not a dump).
     return Violation("memleak", result.spec.id, f"memory grows: {growth}{limit_text}",
-                     (_growth_line(*min(grown, key=lambda kv: _PREFERRED.index(kv[0]))),))
+                     (_growth_line(*min(grown, key=lambda kv: _PREFERRED.index(kv[0]) if kv[0] in _PREFERRED
+                                        else len(_PREFERRED))),))
 
 
 def memlimit(result: CellResult, *, peak: str | int | None = None, delta: str | int | None = None,
@@ -116,17 +123,27 @@ def memlimit(result: CellResult, *, peak: str | int | None = None, delta: str | 
 MARKERS: dict[str, Callable[..., Violation | None]] = {"memleak": memleak, "memlimit": memlimit}
 
 
-_PREFERRED = ("RssAnon", "VmRSS", "VmHWM")  # the series whose line a failure shows: the process's own memory first
+#: The series whose line a failure shows: what the program holds first (the allocator's live heap,
+#: Python's blocks), then the process's own memory.
+_PREFERRED = ("HeapLive", "PyBlocks", "RssAnon", "VmRSS", "VmHWM")
 
 
 def _growth_line(metric: str, v: dict[str, Any]) -> str:
+    from ..analysis import format_value
+
     interval = ""
     if v.get("slope_low") is not None and v.get("slope_high") is not None:
-        interval = (f", interval {format_size(v['slope_low'], signed=True)} to "
-                    f"{format_size(v['slope_high'], signed=True)}")
+        interval = (f", interval {format_value(metric, v['slope_low'], signed=True)} to "
+                    f"{format_value(metric, v['slope_high'], signed=True)}")
     p = f", p={v['p_value']:.2g}" if v.get("p_value") is not None else ""
-    return (f"{metric}: verdict leak, {format_size(v['slope'], signed=True)}/iteration{interval}{p} over "
+    return (f"{metric}: verdict leak, {_per_iteration(metric, v['slope'])}{interval}{p} over "
             f"{v.get('n')} iterations after a warm-up of {v.get('warmup_end')}")
+
+
+def _per_iteration(metric: str, slope: float) -> str:
+    from ..analysis import format_value
+
+    return f"{format_value(metric, slope, signed=True)}/iteration"
 
 
 def _unfinished(marker: str, result: CellResult) -> Violation | None:

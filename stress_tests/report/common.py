@@ -14,10 +14,10 @@ from typing import Any
 
 from ..atomic import write_atomic  # noqa: F401  (re-exported: the report modules write through it)
 from ..spec import ANALYZED, BAD_STATUSES, CellResult
-from ..units import format_size
+from ..units import format_metric, format_size
 
 #: The metric that decides a cell's verdict, in order of preference (as ``analysis.overall``).
-DECIDING = ("RssAnon", "VmRSS")
+DECIDING = ("HeapLive", "RssAnon", "VmRSS")
 MIB = 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -107,9 +107,11 @@ class CellView:
 def growth_text(v: Mapping[str, Any] | None) -> str:
     if not v or v.get("slope") is None:
         return "n/a"
-    text = f"{format_size(v['slope'], signed=True)}/it"
+    metric = str(v.get("metric", ""))
+    text = f"{format_metric(metric, v['slope'], signed=True)}/it"
     if v.get("slope_low") is not None and v.get("slope_high") is not None:
-        text += f" ({format_size(v['slope_low'], signed=True)}..{format_size(v['slope_high'], signed=True)})"
+        text += (f" ({format_metric(metric, v['slope_low'], signed=True)}.."
+                 f"{format_metric(metric, v['slope_high'], signed=True)})")
     return text
 
 
@@ -189,7 +191,8 @@ def unmatched_rows(comparison: Any, cells: Sequence[CellView]) -> list[dict[str,
 #: Stage metrics of the baselines (``stress_tests.metrics``): ``<quantity>:<stage>``.
 STAGE_QUANTITIES = {"hwm_delta": "peak above the stage's start (hwm_delta)",
                     "rss_delta": "Δ RSS over the stage (rss_delta)",
-                    "anon_delta": "Δ RssAnon over the stage (anon_delta)"}
+                    "anon_delta": "Δ RssAnon over the stage (anon_delta)",
+                    "heap_delta": "Δ live heap over the stage (heap_delta)"}
 
 
 def stage_metric(metric: str) -> tuple[str, str] | None:

@@ -213,11 +213,11 @@ def _article(c: CellView, plots: Plots, embedded: dict[Path, str] | None = None)
         for s in r.stages:
             anon = None if s.anon_after is None or s.anon_before is None else s.anon_after - s.anon_before
             rows.append([escape(s.stage), escape(format_size(s.rss_before)), escape(format_size(s.delta, signed=True)),
-                         escape(format_size(anon, signed=True)),
+                         escape(format_size(anon, signed=True)), escape(format_size(s.heap_delta, signed=True)),
                          escape(format_size(s.peak_delta) + (" (upper bound)" if s.peak_method == "hwm" else "")),
                          escape(f"{s.seconds * 1e3:.1f} ms")])
-        out.append(table(["stage", "RSS before", "Δ RSS", "Δ anon", "peak above start", "time"], rows,
-                         numeric=(1, 2, 3, 4, 5)))
+        out.append(table(["stage", "RSS before", "Δ RSS", "Δ anon", "Δ live heap", "peak above start", "time"], rows,
+                         numeric=(1, 2, 3, 4, 5, 6)))
     out.append(image(plots.stages.get(c.slug), f"memory per stage of {c.spec_id}"))
     notes = [*(r.applied.notes if r.applied else []), *r.notes]
     if notes:

@@ -97,8 +97,9 @@ def details(c: CellView) -> str:
         lines.append(f"{metric}: {v.get('verdict')} {growth_text(v)}, steady from {v.get('warmup_end')}"
                      + (f" - {v['reason']}" if v.get("reason") else ""))
     for s in r.stages:
+        heap = f", live heap {format_size(s.heap_delta, signed=True)}" if s.heap_delta is not None else ""
         lines.append(f"stage {s.stage}: RSS {format_size(s.rss_before)} {format_size(s.delta, signed=True)}, "
-                     f"peak above start {format_size(s.peak_delta)}")
+                     f"peak above start {format_size(s.peak_delta)}{heap}")
     for row in c.rows:
         metric = str(row.get("metric"))
         lines.append(f"{row.get('verdict')}: {metric} {value_text(metric, row.get('current'))} "

@@ -26,13 +26,17 @@ HOW_TO_READ = """\
 finish; the reason says why), `skipped` (allocator not installed); **regression**: a metric is worse than \
 its baseline by more than the tolerance.
 - **verdict** per metric: `leak` when the trend test is significant and the growth is above the floor \
-(1 KiB/iteration or more); `no-leak` when the upper end of the interval is below the floor; `inconclusive` \
-when neither holds yet (more iterations needed).
+(1 KiB/iteration for RSS, 256 B/iteration for the heap, 4 blocks/iteration for Python's blocks); \
+`no-leak` when the upper end of the interval is below the floor; `inconclusive` when neither holds yet \
+(more iterations needed); **retention** (cell verdict): RSS grows while the allocator's live heap is \
+flat: the allocator keeps memory the program freed, not a leak of the program (the baselines' RSS \
+figures gate it).
 - **growth** is the Theil-Sen slope of the steady part in bytes per iteration, with its interval \
 (low..high); the first iterations are warm-up (allocators settling) and are excluded; **steady from** is \
 where the steady part starts.
-- RssAnon decides (heap memory); VmRSS also counts file pages such as mmap'd weights, which are not a \
-leak; a rising VmHWM (peak) is a leak too.
+- **HeapLive** (the allocator's own count of live bytes) and **PyBlocks** (pymalloc's objects, which \
+malloc never sees) decide where they were counted; otherwise RssAnon decides (VmRSS also counts file \
+pages such as mmap'd weights, which are not a leak) and a rising VmHWM (peak) is a leak too.
 - **ratio** is current / baseline; the **tolerance** comes from the spread measured when the baseline was \
 recorded, with a floor.
 """
@@ -115,12 +119,13 @@ def cell_table(cells: Sequence[CellView]) -> str:
     for c in sorted(cells, key=lambda c: not c.failed):  # failing cells first, otherwise in run order
         deciding = c.deciding()
         steady = c.steady_rss()
-        rows.append([c.spec_id, c.outcome, c.result.verdict or "—", c.growth(), growth_text(
+        rows.append([c.spec_id, c.outcome, c.result.verdict or "—", c.growth(),
+                     growth_text(c.result.verdicts.get("RssAnon")).split(" (")[0], growth_text(
             c.result.verdicts.get("VmHWM")).split(" (")[0], format_size(steady) if steady is not None else "n/a",
             format_size(c.peak_rss()), latency_text(c.median_latency()),
             deciding.get("warmup_end", "") if deciding else ""])
-    return table(["cell", "outcome", "verdict", "RssAnon growth (interval)", "VmHWM growth", "steady RSS",
-                  "peak RSS", "median latency", "steady from"], rows, right=(3, 4, 5, 6, 7, 8))
+    return table(["cell", "outcome", "verdict", "deciding growth (interval)", "RssAnon growth", "VmHWM growth",
+                  "steady RSS", "peak RSS", "median latency", "steady from"], rows, right=(3, 4, 5, 6, 7, 8, 9))
 
 
 def comparison_sections(cells: Sequence[CellView], comparison: Any) -> str:
@@ -175,9 +180,10 @@ def stage_table(c: CellView) -> str:
         anon = None if s.anon_after is None or s.anon_before is None else s.anon_after - s.anon_before
         peak = format_size(s.peak_delta) + (" (upper bound)" if s.peak_method == "hwm" else "")
         rows.append([s.stage, format_size(s.rss_before), format_size(s.delta, signed=True),
-                     format_size(anon, signed=True), peak, f"{s.seconds * 1e3:.1f} ms"])
-    return table(["stage", "RSS before", "Δ RSS", "Δ anon", "peak above start", "time"], rows,
-                 right=(1, 2, 3, 4, 5))
+                     format_size(anon, signed=True), format_size(s.heap_delta, signed=True), peak,
+                     f"{s.seconds * 1e3:.1f} ms"])
+    return table(["stage", "RSS before", "Δ RSS", "Δ anon", "Δ live heap", "peak above start", "time"], rows,
+                 right=(1, 2, 3, 4, 5, 6))
 
 
 def environment_line(fingerprint: Mapping[str, Any], comparison: Any, meta: Mapping[str, Any]) -> str:

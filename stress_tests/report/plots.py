@@ -1,6 +1,6 @@
 """PNG plots with matplotlib's Agg canvas (no pyplot, no display, no global state).
 
-- ``cell-<slug>.png``: VmRSS, VmHWM and RssAnon per iteration of one cell, one panel each, with the
+- ``cell-<slug>.png``: VmRSS, VmHWM, RssAnon, HeapLive and PyBlocks per iteration of one cell, one panel each, with the
   warm-up shaded and the Theil-Sen line fitted over the steady part;
 - ``group-<slug>.png``: the same three panels with every cell of a (pipeline, model, mode) overlaid
   (allocators, tunables, runtimes), drawn only when the group has more than one cell;
@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..units import format_size
+from ..units import COUNTED, format_size
 from .common import MIB, STAGE_QUANTITIES, CellView, analyzed, growth_text, stage_metric, write_atomic
 
-_TITLES = {"VmRSS": "VmRSS (resident)", "VmHWM": "VmHWM (peak so far)", "RssAnon": "RssAnon (heap, anonymous)"}
-_VERDICT_COLOURS = {"leak": "#c62828", "no-leak": "#2e7d32", "inconclusive": "#b26a00"}
+_TITLES = {"VmRSS": "VmRSS (resident)", "VmHWM": "VmHWM (peak so far)", "RssAnon": "RssAnon (anonymous pages)",
+           "HeapLive": "HeapLive (the allocator's live bytes)", "PyBlocks": "PyBlocks (pymalloc blocks in use)"}
+_VERDICT_COLOURS = {"leak": "#c62828", "no-leak": "#2e7d32", "inconclusive": "#b26a00", "retention": "#6a1b9a"}
 _FIT = "#d84315"
 _DPI = 100
 
@@ -125,24 +126,30 @@ def _figure(width: float, height: float) -> Any:
 MIN_SPAN = 1.0  # MiB: a y axis never spans less, so one page (4 KiB) of noise does not look like a cliff
 
 
-def _mib_axis(ax: Any) -> None:
+def _mib_axis(ax: Any, metric: str = "") -> None:
     """MiB without an offset or scientific notation: ``50.4``, never ``+5.04e1`` or ``1e-6 + 50.39``."""
     from matplotlib.ticker import ScalarFormatter
 
     low, high = ax.get_ylim()
-    if high - low < MIN_SPAN:
+    span = MIN_SPAN if metric not in COUNTED else 20.0  # blocks: a handful is not a cliff either
+    if high - low < span:
         middle = (low + high) / 2
-        ax.set_ylim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
+        ax.set_ylim(middle - span / 2, middle + span / 2)
 
     fmt = ScalarFormatter(useOffset=False)
     fmt.set_scientific(False)
     ax.yaxis.set_major_formatter(fmt)
-    ax.set_ylabel("MiB")
+    ax.set_ylabel("blocks" if metric in COUNTED else "MiB")
     ax.grid(True, alpha=0.3)
 
 
-def _series_mib(values: Sequence[int | None]) -> list[float]:
-    return [math.nan if v is None else v / MIB for v in values]
+def _scale(metric: str) -> float:
+    return 1.0 if metric in COUNTED else float(MIB)
+
+
+def _series_mib(values: Sequence[int | None], metric: str = "") -> list[float]:
+    scale = _scale(metric)
+    return [math.nan if v is None else v / scale for v in values]
 
 
 def fit_line(values: Sequence[int | None], verdict: Mapping[str, Any]) -> tuple[list[int], list[float]] | None:
@@ -161,7 +168,8 @@ def fit_line(values: Sequence[int | None], verdict: Mapping[str, Any]) -> tuple[
     ys = [float(values[i]) for i in xs]  # type: ignore[arg-type]
     intercept = statistics.median(ys) - slope * statistics.median(xs)
     ends = [xs[0], xs[-1]]
-    return ends, [(intercept + slope * x) / MIB for x in ends]
+    scale = _scale(str(verdict.get("metric", "")))
+    return ends, [(intercept + slope * x) / scale for x in ends]
 
 
 def _cell_figure(c: CellView, repeats: Sequence[CellView] = ()) -> Any:
@@ -179,9 +187,9 @@ def _cell_figure(c: CellView, repeats: Sequence[CellView] = ()) -> Any:
         v = r.verdicts.get(metric) or {}
         for i, other in enumerate(repeats):
             series = other.result.series.get(metric) or []
-            ax.plot(range(len(series)), _series_mib(series), color="#90a4ae", lw=0.9, alpha=0.6,
+            ax.plot(range(len(series)), _series_mib(series, metric), color="#90a4ae", lw=0.9, alpha=0.6,
                     label=f"runs 2-{len(repeats) + 1}" if i == 0 else None)
-        ax.plot(xs, _series_mib(values), color="#1565c0", lw=1.4, marker="." if len(xs) <= 80 else None,
+        ax.plot(xs, _series_mib(values, metric), color="#1565c0", lw=1.4, marker="." if len(xs) <= 80 else None,
                 ms=4, label="measured (after each iteration)")
         if metric == "VmHWM" and any(x is not None for x in r.series.get("IterPeak", [])):
             # On top: where it equals the running peak (a leak) it must still be seen.
@@ -198,14 +206,14 @@ def _cell_figure(c: CellView, repeats: Sequence[CellView] = ()) -> Any:
         word = v.get("verdict", "no verdict")
         ax.set_title(f"{_TITLES.get(metric, metric)}: {word}, {growth_text(v)}", loc="left", fontsize=10,
                      color=_VERDICT_COLOURS.get(word, "black"))
-        _mib_axis(ax)
+        _mib_axis(ax, metric)
         ax.legend(loc="best", fontsize=8, framealpha=0.85)
     axes[-1].set_xlabel("iteration")
     return fig
 
 
 def _group_figure(key: tuple[str, str, str], members: Sequence[CellView]) -> Any:
-    metrics = [m for m in ("VmRSS", "VmHWM", "RssAnon") if any(m in analyzed(c.result) for c in members)]
+    metrics = [m for m in ("HeapLive", "VmRSS", "VmHWM", "RssAnon") if any(m in analyzed(c.result) for c in members)]
     fig = _figure(9, 2.3 * len(metrics) + 1.4)
     axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
     fig.suptitle(f"{' / '.join(key)}: {len(members)} cells overlaid\n"
@@ -219,7 +227,7 @@ def _group_figure(key: tuple[str, str, str], members: Sequence[CellView]) -> Any
                 continue
             v = c.result.verdicts.get(metric) or {}
             label = f"{names[c.slug]}: {v.get('verdict', c.result.status)} {growth_text(v).split(' (')[0]}"
-            ax.plot(range(len(values)), _series_mib(values), color=colour, lw=1.3, label=label)
+            ax.plot(range(len(values)), _series_mib(values, metric), color=colour, lw=1.3, label=label)
             w = v.get("warmup_end")
             if w:
                 ax.axvline(w - 0.5, color=colour, ls=":", lw=1.2)
@@ -227,7 +235,7 @@ def _group_figure(key: tuple[str, str, str], members: Sequence[CellView]) -> Any
             if line is not None:
                 ax.plot(*line, color=colour, lw=2.2, ls="--", alpha=0.9)
         ax.set_title(_TITLES.get(metric, metric), loc="left", fontsize=10)
-        _mib_axis(ax)
+        _mib_axis(ax, metric)
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     axes[-1].set_xlabel("iteration")
     return fig

@@ -90,3 +90,42 @@ def test_a_flag_is_defined_once_and_reusable_with_a_prefix() -> None:
     OPTIONS["jobs"].add_to(group, prefix="memgate-")
     assert group.added[0][0] == ("--memgate-iterations",) and group.added[0][1]["dest"] == "memgate_iterations"
     assert group.added[1][0] == ("--memgate-jobs",)  # short flags are not prefixed, so they are dropped
+
+
+def _missing(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make ``name`` look uninstalled, whatever this machine has."""
+    from stress_tests import allocators
+
+    real = allocators.find
+
+    def find(n: str, path: str | None = None) -> allocators.Found:
+        return allocators.Found(n, None, False, "missing") if n == name and path is None else real(n, path)
+
+    monkeypatch.setattr(allocators, "find", find)
+    monkeypatch.setattr(allocators, "discover", lambda: [find(n) for n in allocators.ALLOCATORS])
+
+
+@pytest.mark.parametrize("command", ["run", "hunt", "matrix"])
+def test_a_named_allocator_that_is_missing_exits_2_with_the_install_hint(
+        command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _missing(monkeypatch, "jemalloc")
+    monkeypatch.delenv("MEMGATE_ALLOCATOR", raising=False)
+    code, text = run(capsys, command, "--allocator", "jemalloc", "--iterations", "5")
+    assert code == 2 and "jemalloc is not installed" in text and "apt-get install libjemalloc2" in text
+    monkeypatch.setenv("MEMGATE_ALLOCATOR", "jemalloc")  # named by the environment: the same
+    code, text = run(capsys, command, "--iterations", "5")
+    assert code == 2 and "apt-get install libjemalloc2" in text
+
+
+def test_check_skips_absent_allocators_and_lists_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from stress_tests import allocators
+
+    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+        _missing(monkeypatch, name)
+    assert [f.name for f in allocators.discover() if f.installed] == ["glibc"]
+    code, text = run(capsys, "check", "--models", "mlp", "--out", str(tmp_path / "r"), "--baselines",
+                     str(tmp_path / "none"))
+    assert code == 0, text
+    for hint in ("libjemalloc2", "libtcmalloc-minimal4", "libmimalloc2.0"):
+        assert "skipped, not installed: " in text and hint in text

@@ -70,3 +70,27 @@ def test_schema_errors_name_the_place(tmp_path: Path, fp: dict) -> None:
     (tmp_path / "f.json").write_text(json.dumps(data))
     with pytest.raises(ResultsError, match="frobnicate"):
         read_results(tmp_path / "f.json")
+
+
+def test_version_1_files_are_still_read(tmp_path: Path, fp: dict) -> None:
+    path = write_results(tmp_path / "r.json", cells(), fp)
+    data = json.loads(path.read_text())
+    assert data["version"] == 2
+    data["version"] = 1  # as memgate wrote it before the heap counters: no heap fields anywhere
+    for cell in data["cells"]:
+        del cell["spec"]["python_malloc"]
+        for stage in cell["stages"]:
+            for key in ("heap_before", "heap_after", "blocks_before", "blocks_after"):
+                del stage[key]
+    (tmp_path / "v1.json").write_text(json.dumps(data))
+    [ok, _] = read_results(tmp_path / "v1.json").cells
+    assert ok.stages[0].heap_delta is None and ok.spec.python_malloc is False
+
+
+def test_heap_figures_and_retention_round_trip(tmp_path: Path, fp: dict) -> None:
+    cell = CellResult(CellSpec(), "ok", series={"HeapLive": [5, 5], "PyBlocks": [9, 9]}, verdict="retention",
+                      stages=[StageMemory("compile", 1, 2, 0, 1, 9, heap_before=100, heap_after=164,
+                                          blocks_before=7, blocks_after=5)])
+    [back] = read_results(write_results(tmp_path / "r.json", [cell], fp)).cells
+    assert back.verdict == "retention" and back.series["HeapLive"] == [5, 5]
+    assert back.stages[0].heap_delta == 64 and back.stages[0].blocks_delta == -2
