@@ -50,8 +50,8 @@ def test_a_marked_test_keeping_64k_per_call_fails_naming_verdict_growth_interval
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "MemoryCheckFailed: memleak: target/pytest:test_body.py::test_keeps_64k/glibc: memory grows: "
-        "*RssAnon +64.0 KiB/iteration",
-        "  RssAnon: verdict leak, +6?.? KiB/iteration, interval +6?.? KiB to +6?.? KiB, p=* over * iterations*",
+        "HeapLive +64.0 KiB/iteration, RssAnon +6?.? KiB/iteration*",
+        "  HeapLive: verdict leak, +64.0 KiB/iteration, interval +6?.? KiB to +6?.? KiB, p=* over * iterations*",
         "  plot: */cell-target__pytest_*test_keeps_64k__glibc.png",
     ])
     result.stdout.no_fnmatch_line("*reinfer/mlp*")
@@ -122,7 +122,7 @@ def test_memgate_leaks_checks_every_test_and_a_failing_body_is_a_clear_failure(p
     result = pytester.runpytest("--memgate-leaks=80", "--memgate-tunable", "arena_max=1")
     result.assert_outcomes(passed=2, failed=4)
     result.stdout.fnmatch_lines([
-        "*::test_unmarked_leak/glibc/arena_max=1: memory grows: *RssAnon +32.0 KiB/iteration*",
+        "*::test_unmarked_leak/glibc/arena_max=1: memory grows: HeapLive +32.0 KiB/iteration*",
     ])
     result.stdout.fnmatch_lines(["*::test_fails_on_fifth_call/glibc/arena_max=1: the cell did not finish (failed): "
                                  "raised on iteration 5: ValueError: the fifth call fails"])
@@ -151,7 +151,7 @@ def test_a_marker_can_name_a_target_and_its_args(pytester: pytest.Pytester) -> N
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*memleak: target/service.py:keep?size=32768?/glibc: memory grows: "
-                                 "*RssAnon +32.0 KiB/iteration*"])
+                                 "HeapLive +32.0 KiB/iteration*"])
 
 
 def test_target_args_from_python_values_reads_back_as_the_same_values() -> None:

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..journal import Journal
-from ..probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_start
+from ..probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_overhead, tracemalloc_start
 from ..spec import Applied, CellResult, CellSpec
-from ..worker import _asdict, _malloc_trim, _settler, measure, verify
+from ..worker import _asdict, _heap_counter, _malloc_trim, _settler, measure, verify
 
 #: What the stages and the first call are named in results and reports.
 FIRST_CALL = "iter1 call"
@@ -55,8 +55,9 @@ def foreign_modules(private: str) -> list[str]:
 
 
 def begin(spec: CellSpec, journal: Journal, extra: dict[str, Any]) -> tuple[Probe, Applied, dict[str, Any],
-                                                                           tuple[str, ...]]:
-    """Prove the allocator, open the probe, write the journal's start: (probe, applied, probe info, fields).
+                                                                           tuple[str, ...], Any]:
+    """Prove the allocator, open the probe and the allocator's heap counter (``heap``, ctypes only),
+    write the journal's start: (probe, applied, probe info, fields, counter or None).
 
     ``extra`` goes into the probe info (the child's own baseline: its RSS before the user's code).
     ``settler(spec, info, applied)`` then gives the stages' allocator settling, as pipelines have it.
@@ -69,9 +70,11 @@ def begin(spec: CellSpec, journal: Journal, extra: dict[str, Any]) -> tuple[Prob
                             "child": {"python": sys.version.split()[0], "executable": sys.executable,
                                       "rss_at_start": at_start["VmRSS"], "anon_at_start": at_start["RssAnon"],
                                       **extra}}
-    fields = tuple(probe.fields) + ("IterPeak",) + (("py_traced",) if spec.tracemalloc else ())
+    counter = _heap_counter(spec, applied, info)
+    fields = (tuple(probe.fields) + (counter.fields if counter else ()) + ("IterPeak",)
+              + (("py_traced",) if spec.tracemalloc else ()))
     journal.write("start", fields=list(fields), probe=info, applied=_asdict(applied), pid=os.getpid())
-    return probe, applied, info, fields
+    return probe, applied, info, fields, counter
 
 
 def settler(spec: CellSpec, info: dict[str, Any], applied: Applied) -> Any:
@@ -80,7 +83,7 @@ def settler(spec: CellSpec, info: dict[str, Any], applied: Applied) -> Any:
 
 
 def stage(probe: Probe, name: str, fn: Callable[[], Any], journal: Journal, what: str,
-          settle: Any = None) -> tuple[Any, Any]:
+          settle: Any = None, counter: Any = None) -> tuple[Any, Any]:
     """Run ``fn`` as a measured stage: (its StageMemory, its return value); raises TargetFailed on an error."""
     box: list[Any] = []
 
@@ -88,14 +91,14 @@ def stage(probe: Probe, name: str, fn: Callable[[], Any], journal: Journal, what
         box.append(fn())
 
     try:
-        memory = measure(probe, name, step, None, journal, settle)
+        memory = measure(probe, name, step, None, journal, settle, counter)
     except (Exception, SystemExit) as e:  # noqa: BLE001  (the user's code: any error is the cell's reason)
         raise TargetFailed(f"{what} raised {type(e).__name__}: {e}", e) from None
     return memory, box[0]
 
 
 def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Journal, result: CellResult,
-            call: Callable[[], Any], settle: Any = None) -> None:
+            call: Callable[[], Any], settle: Any = None, counter: Any = None) -> None:
     """Call ``call`` ``spec.total_iterations`` times, sampled after each; fills ``result`` (series, latency, hunt)."""
     trim = _malloc_trim() if spec.trim else None
     if spec.trim and trim is None:
@@ -113,13 +116,15 @@ def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Jour
     result.probe["peak_per_iteration"] = per_iteration_peak
     result.probe["hwm_origin"] = "loop" if per_iteration_peak else "process"
     hwm, own_peak = fields.index("VmHWM"), fields.index("IterPeak")
+    at_heap = len(probe.fields)
+    held = [0, 0]  # live bytes and blocks the hunter's own snapshots hold: not the program's
     first_peak = None
     try:
         for i in range(total):
             probe.reset_peak()
             t0 = time.perf_counter()
             if i == 0:
-                memory, _ = stage(probe, FIRST_CALL, call, journal, "the first call", settle)
+                memory, _ = stage(probe, FIRST_CALL, call, journal, "the first call", settle, counter)
                 result.stages.append(memory)
                 first_peak = memory.peak
             else:
@@ -133,6 +138,11 @@ def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Jour
                 trim(0)
             base = i * width
             probe.sample_into(buf.data, base)
+            if counter is not None:
+                counter.sample_into(buf.data, base + at_heap)
+                # tracemalloc's traces live on the heap too: the hunt's memory, not the target's
+                buf.data[base + at_heap] -= held[0] + (tracemalloc_overhead() if spec.tracemalloc else 0)
+                buf.data[base + at_heap + 1] -= held[1]
             if spec.tracemalloc:
                 buf.data[base + width - 1] = tracemalloc_current() or 0
             if per_iteration_peak:
@@ -145,7 +155,11 @@ def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Jour
             buf.filled = i + 1
             journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + width]], latency)
             if hunter is not None:
+                live, blocks = (counter.live(), sys.getallocatedblocks()) if counter is not None else (0, 0)
                 hunter.after_iteration(i)
+                if counter is not None:
+                    held[0] += counter.live() - live
+                    held[1] += sys.getallocatedblocks() - blocks
     finally:
         result.series = buf.series()
         result.latency = list(buf.latency[:buf.filled])

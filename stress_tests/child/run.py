@@ -69,7 +69,7 @@ def helpers() -> tuple[dict[str, Any], dict[str, str]]:
 def run(spec: CellSpec, journal: Journal) -> CellResult:
     loaded, broken = helpers()
     extra = {"foreign_modules": foreign_modules(_PRIVATE), "helpers": sorted(loaded), "helpers_failed": broken}
-    probe, applied, info, fields = begin(spec, journal, extra)
+    probe, applied, info, fields, counter = begin(spec, journal, extra)
     result = CellResult(spec, "ok", applied=applied, probe=info)
     if not applied.verified:
         result.status, result.reason = "failed", applied.notes[0]
@@ -77,14 +77,14 @@ def run(spec: CellSpec, journal: Journal) -> CellResult:
     settle = settler(spec, info, applied)
     try:
         memory, module = stage(probe, "import", functools.partial(import_target, spec.target), journal,
-                               f"importing {spec.target}", settle)
+                               f"importing {spec.target}", settle, counter)
         result.stages.append(memory)
-        call, close = bind(spec, module, probe, journal, result, settle)
+        call, close = bind(spec, module, probe, journal, result, settle, counter)
         gc.collect()
         gc.freeze()  # the target's import-time objects: out of the per-iteration collection's way
-        iterate(spec, probe, fields, journal, result, call, settle)
+        iterate(spec, probe, fields, journal, result, call, settle, counter)
         if close is not None:
-            memory, _ = stage(probe, "close", close, journal, "close()", settle)
+            memory, _ = stage(probe, "close", close, journal, "close()", settle, counter)
             result.stages.append(memory)
     except TargetFailed as e:
         failed(result, e)
@@ -146,8 +146,8 @@ def target_kwargs(spec: CellSpec) -> dict[str, Any]:
     return out
 
 
-def bind(spec: CellSpec, module: Any, probe: Any, journal: Journal, result: CellResult, settle: Any = None
-         ) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
+def bind(spec: CellSpec, module: Any, probe: Any, journal: Journal, result: CellResult, settle: Any = None,
+         counter: Any = None) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
     """(the per-iteration call, the close or None); a class is instantiated here, in the ``setup`` stage."""
     obj = resolve(spec.target, module)
     kwargs = target_kwargs(spec)
@@ -155,7 +155,7 @@ def bind(spec: CellSpec, module: Any, probe: Any, journal: Journal, result: Cell
         _check_arguments(spec.target, obj, kwargs)
         return functools.partial(obj, **kwargs), None
     _check_arguments(spec.target, obj, kwargs)
-    memory, instance = stage(probe, "setup", lambda: obj(**kwargs), journal, f"{spec.target}(...)", settle)
+    memory, instance = stage(probe, "setup", lambda: obj(**kwargs), journal, f"{spec.target}(...)", settle, counter)
     result.stages.append(memory)
     if not callable(instance):
         raise TargetFailed(f"{spec.target} is a class without __call__: its instance has nothing to call per "

@@ -65,10 +65,11 @@ def run_body(job: dict[str, Any], pyfuncitem: pytest.Function) -> None:
     result_path = Path(job["result"])
     journal = Journal(journal_path(result_path))
     try:
-        probe, applied, info, fields = begin(spec, journal, {"foreign_modules": foreign_modules("stress_tests")})
+        probe, applied, info, fields, counter = begin(spec, journal,
+                                                      {"foreign_modules": foreign_modules("stress_tests")})
         result = CellResult(spec, "ok", applied=applied, probe=info)
         try:
-            _loop(spec, pyfuncitem, probe, applied, fields, journal, result)
+            _loop(spec, pyfuncitem, probe, applied, fields, journal, result, counter)
         except TargetFailed as e:
             failed(result, e)
         probe.close()
@@ -78,7 +79,7 @@ def run_body(job: dict[str, Any], pyfuncitem: pytest.Function) -> None:
 
 
 def _loop(spec: CellSpec, pyfuncitem: pytest.Function, probe: Any, applied: Any, fields: tuple[str, ...],
-          journal: Any, result: CellResult) -> None:
+          journal: Any, result: CellResult, counter: Any = None) -> None:
     from ..child.loop import TargetFailed, iterate, settler
 
     if not applied.verified:
@@ -94,7 +95,8 @@ def _loop(spec: CellSpec, pyfuncitem: pytest.Function, probe: Any, applied: Any,
     # collection's sight (a full collection over them costs milliseconds per iteration).
     gc.collect()
     gc.freeze()
-    iterate(spec, probe, fields, journal, result, lambda: function(**kwargs), settler(spec, result.probe, applied))
+    iterate(spec, probe, fields, journal, result, lambda: function(**kwargs), settler(spec, result.probe, applied),
+            counter)
 
 
 def not_run(job: dict[str, Any], session: pytest.Session) -> None:

@@ -74,13 +74,14 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
         return Violation("memleak", result.spec.id, f"no leak verdict for this cell ({why})")
     if verdict != "leak":
         return None
-    grown = [(k, v) for k, v in verdicts.items() if v.get("verdict") == "leak"]
+    rank = {k: i for i, k in enumerate(_PREFERRED)}
+    grown = sorted(((k, v) for k, v in verdicts.items() if v.get("verdict") == "leak"),
+                   key=lambda kv: rank.get(kv[0], len(rank)))
     growth = ", ".join(f"{k} {_per_iteration(k, v['slope'])}" for k, v in grown)
     limit_text = f" (limit {format_size(limit)}/iteration)" if limit is not None else ""
     # One line per grown series: verdict, growth and its interval, how many iterations (not a dump).
     return Violation("memleak", result.spec.id, f"memory grows: {growth}{limit_text}",
-                     (_growth_line(*min(grown, key=lambda kv: _PREFERRED.index(kv[0]) if kv[0] in _PREFERRED
-                                        else len(_PREFERRED))),))
+                     (_growth_line(*grown[0]),))
 
 
 def memlimit(result: CellResult, *, peak: str | int | None = None, delta: str | int | None = None,

@@ -61,6 +61,9 @@ def test_a_native_malloc_leak_invisible_to_tracemalloc_is_a_leak(tmp_path: Path)
     assert 60 * KiB < growth(result) < 70 * KiB
     traced = [v for v in result.series["py_traced"] if v is not None]
     assert traced[-1] - traced[len(traced) // 2] < 8 * KiB  # what tracemalloc saw: next to nothing
+    # the target child reads the allocator's own live bytes (ctypes, no memgate import): they decide
+    assert result.probe["heap"]["source"] and result.verdicts["HeapLive"]["verdict"] == "leak"
+    assert 63 * KiB < result.verdicts["HeapLive"]["slope"] < 66 * KiB
 
 
 def test_a_clean_target_is_no_leak_and_exits_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
