@@ -28,7 +28,7 @@ from typing import Any
 
 from . import metrics as m
 from .atomic import write_atomic
-from .pipelines import CASES
+from .pipelines import case as pipeline_case
 from .profiles import env_key, platform_key, profile_of
 from .results import Results, read_results
 from .spec import CellResult
@@ -365,7 +365,7 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         used[key].add(entry_name)
         current = m.pooled(g.cells)
         base_metrics = entry["metrics"] if entry else {}
-        if entry and entry["iterations"] != spec.iterations and CASES[spec.pipeline].iterates:
+        if entry and entry["iterations"] != spec.iterations and pipeline_case(spec.pipeline).iterates:
             warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "
                             f"baseline; growth and steady figures compare best at equal lengths")
         cell = f"{entry_name}/{spec.allocator}" + ("" if profile == "default" else f"/{profile}")

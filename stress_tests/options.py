@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .adapters import MODES, RUNTIMES
+from .adapters import MODES, RUNTIMES, runtime_names
 from .allocators import ALLOCATORS, AllocatorError, parse_tunable
-from .pipelines import PIPELINES
+from .pipelines import PIPELINE_NAMES, PIPELINES
 from .spec import CellSpec, CoreOptions, SpecError
 from .units import parse_size
 
@@ -86,16 +86,21 @@ class Option:
 
 
 OPTIONS: dict[str, Option] = {o.dest: o for o in (
-    Option(("--pipeline",), {"default": "reinfer", "metavar": "NAME", "help": f"pipeline: {', '.join(PIPELINES)}"},
-           PIPELINES, multi=True),
+    Option(("--pipeline",), {"default": "reinfer", "metavar": "NAME",
+                             "help": f"pipeline: {', '.join(PIPELINES)}, or one of OpenVINO's memleaks names "
+                                     f"({', '.join(n for n in PIPELINE_NAMES if n not in PIPELINES)})"},
+           PIPELINE_NAMES, multi=True),
     Option(("--model",), {"default": "mlp", "metavar": "NAME|PATH", "help": "zoo model name or .onnx path"},
            multi=True),
     Option(("--model-option",), {"action": "append", "type": _key_value, "default": [], "metavar": "KEY=VALUE",
                                  "dest": "model_options", "help": "zoo generator option, e.g. size=64 (repeatable)"}),
     Option(("--mode",), {"default": "default", "metavar": "MODE", "help": f"memory mode: {', '.join(MODES)}"},
            MODES, multi=True),
-    Option(("--runtime",), {"default": "builtin", "metavar": "NAME", "help": f"runtime: {', '.join(RUNTIMES)}"},
-           RUNTIMES, multi=True),
+    # No static choices: entry points add runtimes, so the name is checked when the cell is.
+    Option(("--runtime",), {"default": "builtin", "metavar": "NAME",
+                            "help": f"runtime: {', '.join(RUNTIMES)} or one an entry point of the group "
+                                    f"memgate.runtimes adds (memgate doctor lists them)"},
+           multi=True),
     Option(("--allocator",), {"default": "glibc", "metavar": "NAME", "help": f"allocator: {', '.join(ALLOCATORS)}"},
            ALLOCATORS, multi=True),
     Option(("--allocator-path",), {"default": None, "metavar": "PATH", "help": "preload this allocator library"}),
@@ -197,7 +202,8 @@ def tunable_sets(pairs: Sequence[tuple[str, str]]) -> list[tuple[tuple[str, str]
 def specs_from_matrix_args(ns: argparse.Namespace) -> list[CellSpec]:
     """The cross-product of models, modes, pipelines, runtimes, allocators and tunable values."""
     axes: dict[str, list[Any]] = {
-        name: split_list(getattr(ns, name), OPTIONS[name].choices, name.replace("_", " "))
+        name: split_list(getattr(ns, name), runtime_names() if name == "runtime" else OPTIONS[name].choices,
+                         name.replace("_", " "))
         for name in ("model", "mode", "pipeline", "runtime", "allocator")
     }
     axes["tunables"] = tunable_sets(ns.tunables)  # type: ignore[assignment]
@@ -212,9 +218,9 @@ def check(spec: CellSpec, validate: Callable[[CellSpec], None] | None = None) ->
     from .allocators import route_tunables
     from .models import check_model
 
-    if spec.pipeline not in PIPELINES:
-        raise SpecError(f"unknown pipeline {spec.pipeline!r}; choose from {', '.join(PIPELINES)}")
-    for name, value, choices in (("mode", spec.mode, MODES), ("runtime", spec.runtime, RUNTIMES),
+    if spec.pipeline not in PIPELINE_NAMES:
+        raise SpecError(f"unknown pipeline {spec.pipeline!r}; choose from {', '.join(PIPELINE_NAMES)}")
+    for name, value, choices in (("mode", spec.mode, MODES), ("runtime", spec.runtime, runtime_names()),
                                  ("allocator", spec.allocator, ALLOCATORS)):
         if value not in choices:
             raise SpecError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
