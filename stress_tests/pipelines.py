@@ -188,7 +188,7 @@ def warm_cache(ctx: Context) -> None:
 
 def release(ctx: Context) -> None:
     ctx.restore()
-    ctx.adapter.release(tuple(ctx.compiled))
+    ctx.adapter.release(tuple(ctx.compiled or ()))  # memcheck releases before any mark: nothing is kept
 
 
 STEPS: dict[str, Step] = {
