@@ -51,6 +51,15 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _shard(text: str) -> Any:
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except SpecError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _key_value(text: str) -> tuple[str, str]:
     try:
         return parse_tunable(text)
@@ -145,6 +154,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
     Option(("--profile",), {"default": "default", "metavar": "LIST",
                             "help": "tunables profiles, comma-separated: default, arena1, trim, or all"}),
     Option(("--full",), {"action": "store_true", "help": "the nightly set: thousands of iterations, larger models"}),
+    Option(("--shard",), {"type": _shard, "default": None, "metavar": "K/N",
+                          "help": "run only shard K of N: a deterministic split of the cells balanced by expected "
+                                  "cost, the same on every machine given the same cell list"}),
     Option(("--repeat",), {"type": _positive, "default": 1, "metavar": "N",
                            "help": "run every cell N times (records the spread a baseline's tolerance needs)"}),
 )}
@@ -153,7 +165,8 @@ CELL = ("pipeline", "model", "model_options", "mode", "runtime", "allocator", "a
         "iterations", "warmup", "threads", "graphs", "timeout", "inject_leak", "trim", "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
-GATE = ("models", "allocators", "profile", "full", "repeat", "baselines", "strict", "out", "jobs", "workdir")
+GATE = ("models", "allocators", "profile", "full", "repeat", "shard", "baselines", "strict", "out", "jobs",
+        "workdir")
 
 
 def add_options(parser: argparse.ArgumentParser, names: Sequence[str], *, multi: bool = False,
