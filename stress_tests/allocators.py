@@ -63,7 +63,8 @@ _GLIBC_SIZES = frozenset({"trim_threshold", "mmap_threshold", "top_pad", "tcache
 #: Environment variables that change how memory is allocated; recorded with every result.
 _RECORDED = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF", "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_",
              "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_", "MALLOC_PERTURB_", "MALLOC_CHECK_",
-             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONMALLOC")
+             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONMALLOC",
+             "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: BLAS thread pools keep per-thread buffers; pinned to one thread unless the caller chose.
 THREAD_DEFAULTS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

@@ -33,7 +33,11 @@ from .profiles import env_key, platform_key, profile_of
 from .results import Results, read_results
 from .spec import CellResult
 
-SCHEMA, VERSION = "memgate-baseline", 1
+SCHEMA, VERSION = "memgate-baseline", 2
+#: Version 1 stored steady_rss, steady_anon and peak_hwm as absolute levels (they counted what the
+#: interpreter's imports mapped, which differs between installs); version 2 stores them as deltas
+#: from the child's state after its imports, so version-1 levels are dropped when read.
+_V1_LEVELS = ("steady_rss", "steady_anon", "peak_hwm")
 SCHEMA_FILE = Path(__file__).with_name("schemas") / "baseline.schema.json"
 DEFAULT_DIR = "baselines"
 VERDICTS = ("regression", "improvement", "ok", "new", "missing")
@@ -59,12 +63,29 @@ def validate(data: Any, where: str = "baseline") -> None:
 
 
 def read_baseline(path: str | Path) -> dict[str, Any]:
+    """A baseline file, validated and brought to the current version (``migrate``)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise BaselineError(f"{path}: not a readable JSON file: {e}") from e
     validate(data, str(path))
-    return data
+    return migrate(data)
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A validated file of any known version as the current version (a copy; notes in ``data["migrated"]``)."""
+    if data.get("version") == VERSION:
+        return data
+    out = json.loads(json.dumps(data))
+    dropped = 0
+    for entry in out["entries"].values():
+        for name in _V1_LEVELS:
+            dropped += entry["metrics"].pop(name, None) is not None
+    out["entries"] = {k: e for k, e in out["entries"].items() if e["metrics"]}
+    out["version"] = VERSION
+    out["migrated"] = (f"version 1 file: {dropped} absolute level(s) ({', '.join(_V1_LEVELS)}) dropped; "
+                       "re-record it (memgate baseline update) to gate them as deltas from the post-import state")
+    return out
 
 
 def load_dir(directory: str | Path) -> dict[str, dict[str, Any]]:
@@ -80,8 +101,8 @@ def load_dir(directory: str | Path) -> dict[str, dict[str, Any]]:
 
 
 _HEAD = ("schema", "version", "env_key", "environment")
-_ENTRY = ("pipeline", "model", "mode", "runtime", "iterations", "runs", "recorded", "memgate")
-_METRIC = ("value", "spread", "tolerance", "unit")
+_ENTRY = ("pipeline", "model", "mode", "runtime", "iterations", "runs", "recorded", "memgate", "blas_kernels")
+_METRIC = ("value", "spread", "tolerance", "unit", "file")
 
 
 def _ordered(d: dict[str, Any], first: Sequence[str]) -> dict[str, Any]:
@@ -109,6 +130,7 @@ def dumps(data: dict[str, Any]) -> str:
 
 def write_baseline(path: str | Path, data: dict[str, Any]) -> None:
     """Validate, then write atomically: a reader (or a crash) sees the old file or the new one, never half."""
+    data = {k: v for k, v in data.items() if k != "migrated"}
     validate(data, str(path))
     write_atomic(path, dumps(data))
 
@@ -121,6 +143,19 @@ class Group:
     env_key: str
     entry_key: str
     cells: list[CellResult] = field(default_factory=list)
+    kernels: list[str | None] = field(default_factory=list)  # the BLAS kernel of each cell, in order
+
+    def kernel_names(self, cells: Sequence[CellResult] | None = None) -> list[str]:
+        """The distinct BLAS kernels ``cells`` (default: all) ran on, sorted."""
+        keep = self.cells if cells is None else cells
+        return sorted({k for c, k in zip(self.cells, self.kernels) if k and any(c is x for x in keep)})
+
+
+def cell_kernel(cell: CellResult, fingerprint: dict[str, Any]) -> str | None:
+    """The BLAS kernel a cell ran on: its own override, else the kernel of the machine that ran it."""
+    env = cell.applied.env if cell.applied else {}
+    return (cell.spec.blas_kernel or env.get("OPENBLAS_CORETYPE")
+            or (fingerprint.get("blas") or {}).get("kernel") or None)
 
 
 def group(results: Iterable[Results]) -> dict[tuple[str, str], Group]:
@@ -130,19 +165,28 @@ def group(results: Iterable[Results]) -> dict[tuple[str, str], Group]:
             if c.status == "skipped":
                 continue
             key = (env_key(res.fingerprint, c.spec.allocator, c.spec.tunables, c.spec.trim), m.entry_key(c.spec))
-            out.setdefault(key, Group(*key)).cells.append(c)
+            g = out.setdefault(key, Group(*key))
+            g.cells.append(c)
+            g.kernels.append(cell_kernel(c, res.fingerprint))
     return out
 
 
 def make_entry(g: Group, recorded: str, version: str) -> dict[str, Any]:
     spec = g.cells[0].spec
     metrics = {}
+    files = m.pooled_file(g.cells)
     for name, (value, spread, _, slack) in m.pooled(g.cells).items():
         metrics[name] = {"value": m.rounded(name, value), "spread": m.rounded(name, spread),
                          "tolerance": m.rounded(name, m.tolerance(name, value, spread, slack)), "unit": m.unit(name)}
-    return {"pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode, "runtime": spec.runtime,
-            "iterations": spec.iterations, "runs": len(g.cells), "recorded": recorded, "memgate": version,
-            "metrics": metrics}
+        if name in files:
+            metrics[name]["file"] = m.rounded(name, files[name])
+    entry = {"pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode, "runtime": spec.runtime,
+             "iterations": spec.iterations, "runs": len(g.cells), "recorded": recorded, "memgate": version,
+             "metrics": metrics}
+    kernels = g.kernel_names()
+    if kernels:
+        entry["blas_kernels"] = kernels
+    return entry
 
 
 def _environment(cell: CellResult) -> dict[str, Any]:
@@ -206,6 +250,7 @@ def apply(existing: dict[str, dict[str, Any]], results: Sequence[Results], direc
             if not any(c is ok for ok in good):
                 why = "self-test injection" if (c.spec.inject_leak_bytes or c.spec.inject_fault) else c.status
                 change(key).skipped.append(f"{entry}: not recorded ({why})")
+        g.kernels = [k for c, k in zip(g.cells, g.kernels) if any(c is ok for ok in good)]
         g.cells = good
         if not good or not m.pooled(good):
             continue
@@ -349,6 +394,47 @@ def judge(baseline: float | None, current: float | None, tol: float | None) -> s
     return "ok"
 
 
+def _file_move(metric: str, stored: dict[str, Any] | None, file_now: float | None) -> dict[str, Any]:
+    """The file-backed part of a VmRSS/VmHWM figure now and in the baseline, and how much it moved.
+
+    ``compare`` judges such a figure on its move less the file-backed move: pages of mapped files
+    (libraries, mmap'd weights) are the install's and the kernel's, not what the program holds.
+    """
+    if m.anon_twin(metric) is None or file_now is None:
+        return {}
+    out: dict[str, Any] = {"file_current": file_now}
+    if stored is not None and stored.get("file") is not None:
+        out["file_baseline"] = stored["file"]
+        out["file_move"] = file_now - stored["file"]
+    return out
+
+
+def _name_causes(rows: Sequence[dict[str, Any]]) -> None:
+    """Say, on every VmRSS/VmHWM row that moved past its tolerance, how much was file-backed and RssAnon.
+
+    ``+6.0 MiB VmRSS, of which +8.7 MiB file-backed, RssAnon +0.0 MiB``: a reader sees at once whether
+    the program holds more or the kernel mapped more pages of a file.
+    """
+    from .units import format_size
+
+    by_metric = {r["metric"]: r for r in rows}
+    for r in rows:
+        twin = m.anon_twin(r["metric"])
+        if twin is None or r["baseline"] is None or r["current"] is None or r["tolerance"] is None:
+            continue
+        move = r["current"] - r["baseline"]
+        if abs(move) <= r["tolerance"]:
+            continue
+        what = "VmHWM" if r["metric"].startswith(("hwm_delta", "peak_hwm")) else "VmRSS"
+        parts = [f"{format_size(move, signed=True)} {what}"]
+        if r.get("file_move") is not None:
+            parts.append(f"of which {format_size(r['file_move'], signed=True)} file-backed")
+        a = by_metric.get(twin)
+        if a is not None and a["baseline"] is not None and a["current"] is not None:
+            parts.append(f"RssAnon {format_size(a['current'] - a['baseline'], signed=True)}")
+        r["cause"] = ", ".join(parts)
+
+
 def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir: str | Path = DEFAULT_DIR
             ) -> Comparison:
     """Compare a run with ``baselines_dir/<env-key>.json``; repeats of a cell are pooled to their median."""
@@ -364,10 +450,16 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         entry = (base_file or {}).get("entries", {}).get(entry_name)
         used[key].add(entry_name)
         current = m.pooled(g.cells)
+        files_now = m.pooled_file(g.cells)
         base_metrics = entry["metrics"] if entry else {}
         if entry and entry["iterations"] != spec.iterations and pipeline_case(spec.pipeline).iterates:
             warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "
                             f"baseline; growth and steady figures compare best at equal lengths")
+        recorded_kernels = (entry or {}).get("blas_kernels") or []
+        unmeasured = [k for k in g.kernel_names() if recorded_kernels and k not in recorded_kernels]
+        if unmeasured:
+            warnings.append(f"{entry_name} ({key}): runs on BLAS kernel {', '.join(unmeasured)}, recorded on "
+                            f"{', '.join(recorded_kernels)}; its tolerances were measured across those kernels only")
         cell = f"{entry_name}/{spec.allocator}" + ("" if profile == "default" else f"/{profile}")
         names = list(current) + [n for n in base_metrics if n not in current]
         for name in names:
@@ -379,10 +471,15 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
             if b is not None and tol is None:
                 tol = m.tolerance(name, b["value"], b["spread"])
             ratio = cur / baseline if cur is not None and baseline else None
-            rows.append({"cell": cell, "pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode,
-                         "runtime": spec.runtime, "allocator": spec.allocator, "metric": name, "baseline": baseline,
-                         "current": cur, "ratio": ratio, "tolerance": tol, "verdict": judge(baseline, cur, tol),
-                         "env_key": key, "profile": profile, "unit": m.unit(name)})
+            row = {"cell": cell, "pipeline": spec.pipeline, "model": m.model_label(spec), "mode": spec.mode,
+                   "runtime": spec.runtime, "allocator": spec.allocator, "metric": name, "baseline": baseline,
+                   "current": cur, "ratio": ratio, "tolerance": tol, "env_key": key, "profile": profile,
+                   "unit": m.unit(name)}
+            row.update(_file_move(name, b, files_now.get(name)))
+            judged = cur if cur is None or row.get("file_move") is None else cur - row["file_move"]
+            row["verdict"] = judge(baseline, judged, tol)
+            rows.append(row)
+        _name_causes([r for r in rows if r["cell"] == cell and r["env_key"] == key])
         version = (base_file or {}).get("environment", {}).get("allocator_version")
         now_version = next((c.applied.allocator_version for c in g.cells if c.applied), None)
         if version and now_version and version != now_version:

@@ -303,7 +303,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     rows = gate.gating_set(models, full=args.full)
     if not rows:
         raise UsageError("the gating set is empty")
-    specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat))
+    from .environment import check_blas_kernels, runnable_kernels
+
+    kernels = (runnable_kernels() if args.blas_kernels == "auto"
+               else split_list(args.blas_kernels) if args.blas_kernels else ())
+
+    _checked(functools.partial(check_blas_kernels, kernels))
+    specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat, blas_kernels=kernels))
     if not specs:
         raise UsageError("no cells to run: no allocator installed or selected")
     if args.shard is not None and not args.allocators:

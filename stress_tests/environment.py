@@ -40,16 +40,79 @@ def glibc_version() -> str | None:
 
 
 def numpy_blas() -> dict[str, Any]:
-    """numpy's BLAS: name and version from its build config (numpy 1.26+), else what can be found."""
+    """numpy's BLAS: name and version from its build config (numpy 1.26+), and the kernel it runs here.
+
+    ``kernel`` is the core type the BLAS chose at load time (OpenBLAS sizes its GEMM buffers by it:
+    SkylakeX, Haswell, Zen, ...), read through threadpoolctl; ``OPENBLAS_CORETYPE`` overrides it.
+    """
+    out: dict[str, Any] = {"name": None, "version": None, "kernel": blas_kernel()}
     try:
         import numpy as np
 
         config = np.show_config(mode="dicts")  # type: ignore[call-arg]
         blas = config.get("Build Dependencies", {}).get("blas", {})
-        return {"name": blas.get("name"), "version": blas.get("version"),
-                "openblas_config": blas.get("openblas configuration")}
+        out.update(name=blas.get("name"), version=blas.get("version"),
+                   openblas_config=blas.get("openblas configuration"))
     except Exception:  # noqa: BLE001  (older numpy prints instead of returning)
-        return {"name": None, "version": None}
+        pass
+    return out
+
+
+#: OpenBLAS kernels (OPENBLAS_CORETYPE) and the CPU flag each needs: forcing one the CPU lacks dies
+#: on an illegal instruction, so ``--blas-kernels`` checks them first.
+BLAS_KERNEL_FLAGS = {"SkylakeX": "avx512f", "Cooperlake": "avx512_bf16", "SapphireRapids": "amx_tile",
+                     "Haswell": "avx2", "Zen": "avx2", "Sandybridge": "avx", "Nehalem": "sse4_2", "Prescott": "sse3"}
+
+
+def check_blas_kernels(names: list[str] | tuple[str, ...], flags: set[str] | None = None) -> None:
+    """Raise SpecError for a kernel name memgate does not know or this CPU cannot run."""
+    from .spec import SpecError
+
+    if flags is None:
+        flags = cpu_flags()
+    for name in names:
+        need = BLAS_KERNEL_FLAGS.get(name)
+        if need is None:
+            raise SpecError(f"unknown BLAS kernel {name!r}; known: {', '.join(BLAS_KERNEL_FLAGS)}")
+        if flags and need not in flags:
+            raise SpecError(f"BLAS kernel {name} needs the CPU flag {need}, which this CPU lacks")
+
+
+#: The kernels ``--blas-kernels auto`` records across: what machines of the CI kind pick (AVX-512
+#: Xeons and Zen 4: SkylakeX; AVX2 Intel and Zen 1-3: Haswell; older: Sandybridge).
+RECORDING_KERNELS = ("SkylakeX", "Haswell", "Sandybridge")
+
+
+def runnable_kernels(names: tuple[str, ...] = RECORDING_KERNELS, flags: set[str] | None = None) -> list[str]:
+    """The kernels of ``names`` this CPU can run."""
+    have = cpu_flags() if flags is None else flags
+    return [n for n in names if BLAS_KERNEL_FLAGS[n] in have]
+
+
+def cpu_flags() -> set[str]:
+    """The flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def blas_kernel() -> str | None:
+    """The BLAS kernel numpy runs on in this process (OpenBLAS's core name, e.g. ``SkylakeX``), or None."""
+    try:
+        import numpy  # noqa: F401  (loads the BLAS whose kernel is asked)
+        import threadpoolctl
+
+        for info in threadpoolctl.threadpool_info():
+            if info.get("user_api") == "blas":
+                return str(info.get("architecture") or info.get("internal_api") or "") or None
+    except Exception:  # noqa: BLE001  (no numpy, no threadpoolctl, or a BLAS it cannot name)
+        return None
+    return None
 
 
 def _version(dist: str) -> str | None:

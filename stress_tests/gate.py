@@ -85,17 +85,26 @@ def gating_set(models: Sequence[str] | None = None, full: bool = False) -> list[
 
 
 def specs(rows: Sequence[Row], allocators: Sequence[str], profiles: Sequence[str], repeat: int = 1,
-          timeout: float = 600.0) -> list[CellSpec]:
-    """Rows x modes x allocators x profiles (x repeats), each a cell spec with the profile's settings."""
-    from .profiles import settings
+          timeout: float = 600.0, blas_kernels: Sequence[str] = ()) -> list[CellSpec]:
+    """Rows x modes x allocators x profiles (x repeats), each a cell spec with the profile's settings.
+
+    A profile an allocator has no knob for (``profiles.defined``) is left out. With ``blas_kernels``,
+    pass ``i`` runs under kernel ``i mod len(blas_kernels)``: a baseline recorded so has its spread,
+    and so its tolerance, measured across kernels.
+    """
+    from .profiles import defined, settings
 
     once = []
     for row, allocator, profile in itertools.product(rows, allocators, profiles):
+        if not defined(profile, allocator):
+            continue
         tunables, trim = settings(profile, allocator)
         once += [CellSpec(pipeline=row.pipeline, model=row.model, model_options=row.options, mode=mode,
                           allocator=allocator, tunables=tunables, trim=trim, iterations=row.iterations,
                           timeout=timeout) for mode in row.modes]
-    return once * repeat  # whole passes, not adjacent copies: repeats then sample different moments of load
+    if not blas_kernels:
+        return once * repeat  # whole passes, not adjacent copies: repeats then sample different moments of load
+    return [s.replace(blas_kernel=blas_kernels[i % len(blas_kernels)]) for i in range(repeat) for s in once]
 
 
 def default_jobs() -> int:
@@ -161,7 +170,9 @@ _VERDICT_STYLE = {"regression": "bold red", "improvement": "cyan", "ok": "green"
                   "missing": "yellow"}
 _TITLES = {"rss_delta": "RSS change per stage", "hwm_delta": "peak above start per stage (VmHWM)",
            "anon_delta": "anonymous memory change per stage (RssAnon)",
-           "steady_rss": "steady-state RSS", "steady_anon": "steady-state RssAnon", "peak_hwm": "loop peak (VmHWM)",
+           "steady_rss": "steady-state RSS above the post-import state",
+           "steady_anon": "steady-state RssAnon above the post-import state",
+           "peak_hwm": "loop peak (VmHWM) above the post-import state",
            "growth": "growth per iteration",
            "latency": "steady latency per iteration"}
 
@@ -196,14 +207,17 @@ def comparison_tables(comparison: Comparison, console: Console, only_changes: bo
             continue
         t = Table(title=title, title_justify="left", show_edge=False)
         staged = ":" in mine[0]["metric"]
+        causes = any(r.get("cause") for r in mine)  # VmRSS/VmHWM rows past their gate: how much was file-backed
         for col in ("cell", *(("stage",) if staged else ()), "baseline", "current", "ratio", "± tolerance",
-                    "verdict"):
-            t.add_column(col, justify="left" if col in ("cell", "stage", "verdict") else "right", overflow="fold")
+                    "verdict", *(("what moved",) if causes else ())):
+            t.add_column(col, justify="left" if col in ("cell", "stage", "verdict", "what moved") else "right",
+                         overflow="fold")
         for r in mine:
             ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else ""
             stage = (r["metric"].split(":", 1)[1],) if staged else ()
             t.add_row(escape(r["cell"]), *map(escape, stage), fmt_value(r, "baseline"), fmt_value(r, "current"), ratio,
-                      fmt_value(r, "tolerance"), verdict_text(r["verdict"]))
+                      fmt_value(r, "tolerance"), verdict_text(r["verdict"]),
+                      *((escape(r.get("cause", "")),) if causes else ()))
         console.print(t)
 
 

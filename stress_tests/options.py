@@ -159,14 +159,19 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                                   "cost, the same on every machine given the same cell list"}),
     Option(("--repeat",), {"type": _positive, "default": 1, "metavar": "N",
                            "help": "run every cell N times (records the spread a baseline's tolerance needs)"}),
+    Option(("--blas-kernels",), {"default": "", "metavar": "LIST",
+                                 "help": "when recording: run repeat i under OpenBLAS kernel i mod len(LIST) "
+                                         "(OPENBLAS_CORETYPE, e.g. SkylakeX,Haswell,Sandybridge, or auto: those of "
+                                         "them this CPU runs), so the spread, and the tolerance, is measured "
+                                         "across kernels"}),
 )}
 
 CELL = ("pipeline", "model", "model_options", "mode", "runtime", "allocator", "allocator_path", "tunables",
         "iterations", "warmup", "threads", "graphs", "timeout", "inject_leak", "trim", "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
-GATE = ("models", "allocators", "profile", "full", "repeat", "shard", "baselines", "strict", "out", "jobs",
-        "workdir")
+GATE = ("models", "allocators", "profile", "full", "repeat", "shard", "blas_kernels", "baselines", "strict",
+        "out", "jobs", "workdir")
 
 
 def add_options(parser: argparse.ArgumentParser, names: Sequence[str], *, multi: bool = False,

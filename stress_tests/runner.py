@@ -39,6 +39,8 @@ def child_env(spec: CellSpec, found: allocators.Found, base: Mapping[str, str] |
     if PACKAGE_ROOT not in paths:
         env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT, *paths])
     env["PYTHONUNBUFFERED"] = "1"
+    if spec.blas_kernel:
+        env["OPENBLAS_CORETYPE"] = spec.blas_kernel
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash leaves a Python traceback in the stderr tail
     for key, value in adapter_environment(spec).items():
         env.setdefault(key, value)  # a workaround the caller overrode stays overridden (and is recorded)

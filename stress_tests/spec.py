@@ -63,6 +63,7 @@ class CellSpec:
     tracemalloc: int = 0  # frames per traceback; 0 = off
     timeout: float = 600.0
     seed: int = 0
+    blas_kernel: str = ""  # OPENBLAS_CORETYPE for the child (recording baselines across kernels); "" = the CPU's
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -120,6 +121,11 @@ class StageMemory:
     ``peak_method`` is ``clear_refs`` (the peak was reset at the stage start: exact) or ``hwm``
     (no reset allowed: the process high-water mark, an upper bound that may belong to an
     earlier stage; ``peak`` is then exact only when the stage raised it).
+
+    The allocator is settled (``stress_tests.settle``) before the stage and before ``rss_after`` /
+    ``anon_after`` are read, so those do not depend on the allocator's purge timers;
+    ``rss_unsettled`` / ``anon_unsettled`` are the same readings taken just before settling (None
+    where the allocator could not be settled: then the "after" figures are unsettled too).
     """
 
     stage: str
@@ -130,6 +136,8 @@ class StageMemory:
     peak: int | None = None
     peak_method: str = "clear_refs"
     seconds: float = 0.0
+    rss_unsettled: int | None = None
+    anon_unsettled: int | None = None
 
     @property
     def delta(self) -> int | None:

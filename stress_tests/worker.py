@@ -29,6 +29,7 @@ from typing import Any
 
 from .journal import Journal, journal_path
 from .probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_start
+from .settle import TIMED, SettleError, Settler, make_settler
 from .spec import Applied, CellResult, CellSpec, StageMemory, write_json_atomic
 
 EXIT_RESULT = 0  # a result file was written, whatever the cell's status
@@ -139,12 +140,13 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     trim = _malloc_trim() if spec.trim else None
     if spec.trim and trim is None:
         applied.notes.append("--trim asked but malloc_trim is unavailable here")
-    stages = [measure(probe, name, pipelines.STEPS[step], ctx, journal)
+    settle = _settler(spec, probe_info, applied)
+    stages = [measure(probe, name, pipelines.STEPS[step], ctx, journal, settle)
               for name, step in zip(pipelines.stage_names(case.setup), case.setup)]
     ctx.mark()
     result = CellResult(spec, "ok", stages=stages, applied=applied, probe=probe_info)
     if case.iterates:
-        _loop(spec, case, ctx, probe, fields, trim, journal, result)
+        _loop(spec, case, ctx, probe, fields, trim, journal, result, settle)
     result.memory_stats = dict(ctx.memory_stats)
     if ctx.compile_cache:
         result.memory_stats["compile_cache"] = dict(ctx.compile_cache)
@@ -175,7 +177,7 @@ def _record_adapter_env(spec: CellSpec, applied: Applied) -> None:
 
 
 def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, ...], trim: Any,
-          journal: Journal, result: CellResult) -> None:
+          journal: Journal, result: CellResult, settle: Settler | None = None) -> None:
     from . import pipelines
     from .hunt import Hunter
 
@@ -197,7 +199,7 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
         probe.reset_peak()
         if i == 0:  # the first iteration's steps are stages: where a pipeline's memory goes
             t0 = time.perf_counter()
-            result.stages += [measure(probe, n, s, ctx, journal) for n, s in zip(first_names, steps)]
+            result.stages += [measure(probe, n, s, ctx, journal, settle) for n, s in zip(first_names, steps)]
             latency = time.perf_counter() - t0
         else:
             t0 = time.perf_counter()
@@ -229,23 +231,52 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, fields: tuple[str, 
         result.hunt = hunter.sites()
 
 
-def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal) -> StageMemory:
-    """Run one step with the peak reset at its start: its RSS delta and its own peak."""
+def measure(probe: Probe, name: str, step: Any, ctx: Any, journal: Journal,
+            settle: Settler | None = None) -> StageMemory:
+    """Run one step with the peak reset at its start: its RSS delta and its own peak.
+
+    With ``settle``, the allocator gives back its free pages before the stage and before the
+    "after" sample, so the delta does not depend on its purge timers (``stress_tests.settle``);
+    the reading before that last settle is kept as ``rss_unsettled`` / ``anon_unsettled``.
+    """
     journal.write("begin_stage", stage=name)
     gc.collect()
+    if settle is not None:
+        settle()
     reset = probe.reset_peak()
     before = probe.sample()
     t0 = time.perf_counter()
     step(ctx)
     seconds = time.perf_counter() - t0
-    after = probe.sample()
+    raw = probe.sample()
+    after = raw
+    if settle is not None:
+        gc.collect()
+        settle()
+        after = probe.sample()
     # The kernel sets the reset high-water mark from its per-CPU RSS counters, which may lag the
     # exact RSS that /proc reports by a few pages; a stage's peak is at least its end points.
-    known = [v for v in (after["VmHWM"], before["VmRSS"], after["VmRSS"]) if v is not None]
+    known = [v for v in (raw["VmHWM"], before["VmRSS"], raw["VmRSS"]) if v is not None]
     stage = StageMemory(name, before["VmRSS"], after["VmRSS"], before["RssAnon"], after["RssAnon"],
-                        max(known) if after["VmHWM"] is not None else None, "clear_refs" if reset else "hwm", seconds)
+                        max(known) if raw["VmHWM"] is not None else None, "clear_refs" if reset else "hwm", seconds,
+                        raw["VmRSS"] if settle is not None else None, raw["RssAnon"] if settle is not None else None)
     journal.write("stage", **_asdict(stage))
     return stage
+
+
+def _settler(spec: CellSpec, probe_info: dict[str, Any], applied: Applied) -> Settler | None:
+    """The settling call for the stage samples of an allocator with purge timers (``settle.TIMED``), or None."""
+    if spec.allocator not in TIMED:
+        probe_info["settle"] = ""
+        return None
+    try:
+        settle = make_settler(spec.allocator)
+    except SettleError as e:
+        probe_info["settle"] = ""
+        applied.notes.append(f"stage figures are unsettled (they depend on the allocator's timers): {e}")
+        return None
+    probe_info["settle"] = settle.how
+    return settle
 
 
 def _malloc_trim() -> Any:

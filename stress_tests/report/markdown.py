@@ -81,10 +81,11 @@ def summary_markdown(cells: Sequence[CellView], fingerprint: Mapping[str, Any], 
     regressions = [(c, r) for c in cells for r in c.regressions]
     if regressions:
         out.append("### Regressions\n")
-        out.append(table(["cell", "metric", "baseline", "current", "ratio", "tolerance"],
+        out.append(table(["cell", "metric", "baseline", "current", "ratio", "tolerance", "what moved"],
                          [[c.spec_id, r.get("metric"), value_text(str(r.get("metric")), r.get("baseline")),
                            value_text(str(r.get("metric")), r.get("current")), ratio_text(r.get("ratio")),
-                           tolerance_text(str(r.get("metric")), r.get("tolerance"))] for c, r in regressions],
+                           tolerance_text(str(r.get("metric")), r.get("tolerance")), r.get("cause", "")]
+                          for c, r in regressions],
                          right=(2, 3, 4, 5)))
     bad = [c for c in cells if c.result.bad]
     if bad:

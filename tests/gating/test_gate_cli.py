@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stress_tests import cli, gate
+from stress_tests import cli, gate, profiles
 from stress_tests.baselines import update
 from stress_tests.pipelines import PIPELINES
 from stress_tests.results import write_results
@@ -56,6 +56,29 @@ def test_quick_set_covers_every_pipeline_and_mode_on_installed_allocators() -> N
     assert specs[:half] == specs[half:], "repeats run as whole passes"
     jemalloc_one_arena = [s for s in specs if s.allocator == "jemalloc" and s.tunables]
     assert {s.tunables for s in jemalloc_one_arena} == {(("jemalloc.narenas", "1"),)}
+
+
+def test_blas_kernels_rotate_over_whole_passes_and_undefined_profiles_are_left_out() -> None:
+    rows = [gate.Row("reinfer", "mlp")]
+    specs = gate.specs(rows, ["glibc", "mimalloc"], ["default", "arena1"], repeat=3,
+                       blas_kernels=("SkylakeX", "Haswell"))
+    # mimalloc has no arena1 (no knob bounds its per-thread heaps): 3 cells a pass, not 4
+    assert [(s.allocator, s.tunables) for s in specs[:3]] == [("glibc", ()), ("glibc", (("arena_max", "1"),)),
+                                                              ("mimalloc", ())]
+    assert [s.blas_kernel for s in specs] == ["SkylakeX"] * 3 + ["Haswell"] * 3 + ["SkylakeX"] * 3
+    with pytest.raises(profiles.ProfileError, match="not defined for mimalloc"):
+        profiles.settings("arena1", "mimalloc")
+
+
+def test_blas_kernels_are_checked_against_the_cpu() -> None:
+    from stress_tests.environment import check_blas_kernels
+    from stress_tests.spec import SpecError
+
+    check_blas_kernels(["Haswell", "Sandybridge"], flags={"avx", "avx2"})
+    with pytest.raises(SpecError, match="needs the CPU flag avx512f"):
+        check_blas_kernels(["SkylakeX"], flags={"avx", "avx2"})
+    with pytest.raises(SpecError, match="unknown BLAS kernel 'Skylake'"):
+        check_blas_kernels(["Skylake"], flags={"avx"})
 
 
 def test_models_narrow_the_set_and_add_what_it_lacks() -> None:

@@ -17,10 +17,18 @@ _BRACES = re.compile(r"\{([^{}]*,[^{}]*)\}")
 
 
 def expand(pattern: str) -> list[str]:
-    """tox's generative names: ``{a,b}-{x,y}`` -> a-x, a-y, b-x, b-y."""
-    parts = _BRACES.split(pattern)
-    choices = [[p] if i % 2 == 0 else [c.strip() for c in p.split(",")] for i, p in enumerate(parts)]
-    return ["".join(combo) for combo in itertools.product(*choices)]
+    """tox's generative names: ``{a,b}-{x,y}`` -> a-x, a-y, b-x, b-y; top-level commas separate patterns."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(pattern + ","):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            one = pattern[start:i].strip()
+            start = i + 1
+            if one:
+                parts = _BRACES.split(one)
+                choices = [[p] if k % 2 == 0 else [c.strip() for c in p.split(",")] for k, p in enumerate(parts)]
+                out += ["".join(combo) for combo in itertools.product(*choices)]
+    return out
 
 
 def tox_config() -> tuple[set[str], set[str]]:
@@ -39,9 +47,12 @@ def tox_config() -> tuple[set[str], set[str]]:
 
 
 def matrix_values(job: dict[str, Any]) -> list[dict[str, str]]:
+    """The matrix's combinations, less its ``exclude`` entries (as GitHub Actions expands it)."""
     matrix = (job.get("strategy") or {}).get("matrix") or {}
-    axes = {k: v for k, v in matrix.items() if isinstance(v, list)}
-    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] or [{}]
+    axes = {k: v for k, v in matrix.items() if isinstance(v, list) and k not in ("exclude", "include")}
+    combos = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    excluded = matrix.get("exclude") or []
+    return [c for c in combos if not any(all(c.get(k) == v for k, v in e.items()) for e in excluded)] or [{}]
 
 
 def tox_calls(run: str, values: dict[str, str]) -> list[tuple[str, str]]:
@@ -87,6 +98,12 @@ def test_the_gate_matrix_is_the_tox_matrix() -> None:
     jobs = {f"{v['allocator']}-{v['profile']}" for v in matrix_values(doc["jobs"]["gate"])}
     assert jobs == {e for e in envs if e.split("-")[0] in ("glibc", "jemalloc", "tcmalloc", "mimalloc")}
     assert "gate" in labels
+
+
+def test_the_expansion_follows_tox_and_actions() -> None:
+    assert expand("{a,b}-{x,y},c-{x,z}") == ["a-x", "a-y", "b-x", "b-y", "c-x", "c-z"]
+    job = {"strategy": {"matrix": {"a": [1, 2], "b": ["x", "y"], "exclude": [{"a": 2, "b": "y"}]}}}
+    assert matrix_values(job) == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}]
 
 
 def test_the_linter_catches_an_unknown_env() -> None:
