@@ -61,6 +61,22 @@ def test_an_entry_point_adds_a_runtime_that_runs_in_a_child(site: Path, tmp_path
     assert skipped.status == "skipped" and "ort-parallel has no memory mode 'arena'" in skipped.reason
 
 
+@pytest.mark.stress
+def test_doctor_lists_every_runtime_with_its_version(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stress_tests.cli import main
+
+    install_distribution(site, {"ort-parallel": f"{EXAMPLE}:ParallelOnnxRuntime"}, example_source())
+    main(["doctor"])
+    out = capsys.readouterr().out
+    assert "runtimes (--runtime NAME)" in out
+    import onnxruntime
+
+    table = out[out.index("runtimes (--runtime NAME)"):]
+    rows = {line.split()[0]: line for line in table.splitlines() if line.strip()}
+    assert onnxruntime.__version__ in rows["onnxruntime"] and "built-in" in rows["onnxruntime"]
+    assert onnxruntime.__version__ in rows["ort-parallel"] and f"entry point {EXAMPLE}" in rows["ort-parallel"]
+
+
 def test_a_broken_entry_point_is_reported_not_raised(site: Path) -> None:
     install_distribution(site, {"not-an-adapter": "os:path", "missing": f"{EXAMPLE}_absent:Nope",
                                 "builtin": "os:path"})
