@@ -49,8 +49,9 @@ SETUPS: dict[str, list[str]] = {
 PARTS = ("recompile", "mmap", "threads", "rule")
 
 
-def matrix(args: Sequence[str], workdir: Path) -> list[CellResult]:
-    """Run ``memgate matrix`` from this checkout; its cells (one fresh child each)."""
+def matrix(args: Sequence[str], workdir: Path, keep: Path | None = None) -> list[CellResult]:
+    """Run ``memgate matrix`` from this checkout; its cells (one fresh child each); ``keep``: copy the
+    results file there (to recompute the tables without rerunning)."""
     from stress_tests.results import read_results
 
     with tempfile.NamedTemporaryFile(suffix=".json", dir=workdir, delete=False) as f:
@@ -61,7 +62,11 @@ def matrix(args: Sequence[str], workdir: Path) -> list[CellResult]:
     if not out.exists() or out.stat().st_size == 0:
         raise SystemExit(f"{' '.join(cmd)} wrote no results (exit {done.returncode}):\n{done.stderr[-2000:]}")
     cells = list(read_results(out).cells)
-    out.unlink()
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        out.replace(keep / f"{len(list(keep.glob('*.json'))):03d}.json")
+    else:
+        out.unlink()
     for c in cells:
         if c.status not in ("ok", "leak"):
             print(f"  {c.spec.id}: {c.status} {c.reason}", file=sys.stderr)
@@ -168,13 +173,15 @@ def part_threads(args: argparse.Namespace, work: Path) -> str:
 WARMUP_STEPS, AVERAGE_NUM, MAX_OUTLIERS, MAX_RETRY, THRESHOLD = 30, 5, 5, 3, 0.1
 
 
-def openvino_rule(rss: Sequence[float], hwm: Sequence[float], n: int) -> tuple[bool | None, int]:
-    """OpenVINO's memleaks decision for ``n`` measured iterations: (failed, outliers); None if too short.
+def openvino_rule(rss: Sequence[float], hwm: Sequence[float], n: int) -> tuple[bool | None, int, int, int]:
+    """OpenVINO's memleaks decision for ``n`` measured iterations: (failed, outliers, retries, iterations used).
 
-    The loop it mirrors: every 5 iterations the average of the last 5; from iteration 30 on, the
-    first such average is the reference and ``0.1 * reference`` the allowed rise; each later window
-    above it is an outlier; more than 5 outliers re-reference (up to 3 times); after ``n / 5``
-    windows, more than 5 outliers on VmRSS or VmHWM fail.
+    ``failed`` is None when the series ends before the rule does (each re-reference restarts its
+    count of ``n / 5`` windows, so a growing series needs up to ``30 + 4 n`` iterations). The loop
+    it mirrors: every 5 iterations the average of the last 5; from iteration 30 on, the first such
+    average is the reference and ``0.1 * reference`` the allowed rise; each later window above it is
+    an outlier; more than 5 outliers re-reference (up to 3 times); after ``n / 5`` windows, more
+    than 5 outliers on VmRSS or VmHWM fail.
     """
     ref: list[float] | None = None
     retry, measure = 0, n // AVERAGE_NUM
@@ -183,12 +190,10 @@ def openvino_rule(rss: Sequence[float], hwm: Sequence[float], n: int) -> tuple[b
     while True:
         iteration += 1
         if iteration > len(rss):
-            return None, max(outliers)
-        if iteration % AVERAGE_NUM:
+            return None, max(outliers), max(0, retry - 1), len(rss)
+        if iteration % AVERAGE_NUM or iteration < WARMUP_STEPS:
             continue
         window = [statistics.fmean(s[iteration - AVERAGE_NUM:iteration]) for s in (rss, hwm)]
-        if iteration < WARMUP_STEPS:
-            continue
         if ref is None or (retry <= MAX_RETRY and max(outliers) > MAX_OUTLIERS):
             retry += 1
             measure = n // AVERAGE_NUM
@@ -200,7 +205,7 @@ def openvino_rule(rss: Sequence[float], hwm: Sequence[float], n: int) -> tuple[b
         for k in (0, 1):
             if window[k] - ref[k] > THRESHOLD * ref[k]:
                 outliers[k] += 1
-    return max(outliers) > MAX_OUTLIERS, max(outliers)
+    return max(outliers) > MAX_OUTLIERS, max(outliers), retry - 1, iteration  # the last ran, then it stopped
 
 
 def memgate_verdict(c: CellResult, total: int) -> str:
@@ -209,27 +214,32 @@ def memgate_verdict(c: CellResult, total: int) -> str:
     return overall(analyze_samples(series))
 
 
-def first_total(c: CellResult, judge: Any, start: int = 35, step: int = 5) -> int | None:
-    """The fewest total iterations (a multiple of ``step``) after which ``judge`` says leak."""
+def settled_leak(c: CellResult, start: int = 10, step: int = 5) -> int | None:
+    """The fewest iterations from which memgate says leak on every longer prefix (a multiple of ``step``)."""
+    first = None
     for total in range(start, len(c.series["VmRSS"]) + 1, step):
-        if judge(c, total):
-            return total
-    return None
+        if memgate_verdict(c, total) == "leak":
+            first = total if first is None else first
+        else:
+            first = None
+    return first
 
 
 def part_rule(args: argparse.Namespace, work: Path) -> str:
-    totals = [t for t in (60, 130, 330, 1030) if t <= args.rule_iterations]
+    ns = [n for n in (30, 100, 200, 300) if WARMUP_STEPS + n <= args.rule_iterations]
     lines = [f"### OpenVINO's memleaks rule against memgate's verdict ({args.rule_pipeline}, injected leaks)", "",
-             "Totals count warm-up: OpenVINO's n measured iterations follow its 30 warm-up ones "
-             "(n = 30 is the 60 column). OV = fails / outliers; memgate = its verdict on the same first iterations.",
-             "", "| runtime | model | leak/it | VmRSS at 30 | " + " | ".join(f"{t}: OV | {t}: memgate" for t in totals)
-             + " | first OV fail | first memgate leak |",
-             "|---|---|---:|---:|" + "---|---|" * len(totals) + "---:|---:|"]
+             "OV n: OpenVINO's rule with n measured iterations after its 30 warm-up ones (30 is its precommit "
+             "setting): pass/FAIL, outliers, re-references, iterations it consumed ('unfinished' where the "
+             f"{args.rule_iterations}-iteration series ended first). memgate: its verdict on the same iterations. "
+             "Settled: the fewest iterations from which memgate says leak on every longer prefix.", "",
+             "| runtime | model | leak/it | VmRSS at 30 (MiB) | " + " | ".join(f"OV n={n} | memgate" for n in ns)
+             + " | memgate settled on leak at |",
+             "|---|---|---:|---:|" + "---|---|" * len(ns) + "---:|"]
     for leak in args.leaks:
         print(f"rule: leak {leak}", file=sys.stderr)
         cells = matrix(["--pipeline", args.rule_pipeline, "--model", ",".join(args.rule_models),
                         "--runtime", ",".join(args.runtimes), "--iterations", str(args.rule_iterations),
-                        "--inject-leak", leak], work)
+                        "--inject-leak", leak], work, keep=args.keep)
         for c in cells:
             if c.status not in ("ok", "leak"):
                 lines.append(f"| {c.spec.runtime} | {c.spec.model} | {leak} | {c.status}: {c.reason[:80]} |")
@@ -237,18 +247,13 @@ def part_rule(args: argparse.Namespace, work: Path) -> str:
             rss = [float(v or 0) for v in c.series["VmRSS"]]
             hwm = [float(v or 0) for v in c.series["VmHWM"]]
             cols = []
-            for t in totals:
-                failed, out = openvino_rule(rss[:t], hwm[:t], t - WARMUP_STEPS)
-                cols += ["n/a" if failed is None else f"{'FAIL' if failed else 'pass'} / {out}",
-                         memgate_verdict(c, t)]
-
-            def ov_fails(cell: CellResult, t: int) -> bool:
-                return bool(openvino_rule(rss[:t], hwm[:t], t - WARMUP_STEPS)[0])
-
-            first_ov = first_total(c, ov_fails)
-            first_mg = first_total(c, lambda cell, t: memgate_verdict(cell, t) == "leak", start=10)
-            lines.append(f"| {c.spec.runtime} | {c.spec.model} | {leak} | {mib(rss[29] if len(rss) >= 30 else None)} | "
-                         + " | ".join(cols) + f" | {first_ov or 'never'} | {first_mg or 'never'} |")
+            for n in ns:
+                failed, out, retries, used = openvino_rule(rss, hwm, n)
+                text = "unfinished" if failed is None else ("FAIL" if failed else "pass")
+                cols += [f"{text} {out}o {retries}r @{used}", memgate_verdict(c, used)]
+            settled = settled_leak(c)
+            lines.append(f"| {c.spec.runtime} | {c.spec.model} | {leak} | {mib(rss[29] if len(rss) >= 30 else None)} "
+                         f"| " + " | ".join(cols) + f" | {settled or 'never'} |")
     return "\n".join(lines)
 
 
@@ -263,9 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="fresh children per compile-threads figure")
     p.add_argument("--rule-pipeline", default="infer_request_inference")
     p.add_argument("--rule-models", default="mlp,light:squeezenet")
-    p.add_argument("--rule-iterations", type=int, default=330)
+    p.add_argument("--rule-iterations", type=int, default=830, help="30 + 4 n lets the n=200 rule finish")
     p.add_argument("--leaks", default="0,16KiB,64KiB")
     p.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
+    p.add_argument("--keep", type=Path, default=None, help="keep the rule part's results files here")
     args = p.parse_args(argv)
     args.runtimes = args.runtimes.split(",")
     args.models = args.models.split(",")
