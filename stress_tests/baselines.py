@@ -40,7 +40,11 @@ SCHEMA, VERSION = "memgate-baseline", 2
 _V1_LEVELS = ("steady_rss", "steady_anon", "peak_hwm")
 SCHEMA_FILE = Path(__file__).with_name("schemas") / "baseline.schema.json"
 DEFAULT_DIR = "baselines"
-VERDICTS = ("regression", "improvement", "ok", "new", "missing")
+VERDICTS = ("regression", "improvement", "ok", "new", "missing", "slower")
+#: Latency is reported against its baseline but, unless asked (``gate_latency``), a slowdown past its
+#: tolerance is ``slower``, not a failing ``regression``: on a shared 2-core machine load alone moved
+#: cells 5x (12 of 367 figures per allocator past the 5x floor with eight processes on two cores,
+#: clean code). Fine latency gating needs a quiet machine (pytest-benchmark's --benchmark-compare-fail).
 
 
 class BaselineError(ValueError):
@@ -435,9 +439,12 @@ def _name_causes(rows: Sequence[dict[str, Any]]) -> None:
         r["cause"] = ", ".join(parts)
 
 
-def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir: str | Path = DEFAULT_DIR
-            ) -> Comparison:
-    """Compare a run with ``baselines_dir/<env-key>.json``; repeats of a cell are pooled to their median."""
+def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir: str | Path = DEFAULT_DIR,
+            gate_latency: bool = False) -> Comparison:
+    """Compare a run with ``baselines_dir/<env-key>.json``; repeats of a cell are pooled to their median.
+
+    Latency past its tolerance is ``slower`` (reported, not failing) unless ``gate_latency``.
+    """
     res = _as_results(results)
     stored = load_dir(baselines_dir)
     rows: list[dict[str, Any]] = []
@@ -478,6 +485,8 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
             row.update(_file_move(name, b, files_now.get(name)))
             judged = cur if cur is None or row.get("file_move") is None else cur - row["file_move"]
             row["verdict"] = judge(baseline, judged, tol)
+            if row["verdict"] == "regression" and m.unit(name) == "seconds" and not gate_latency:
+                row["verdict"] = "slower"
             rows.append(row)
         _name_causes([r for r in rows if r["cell"] == cell and r["env_key"] == key])
         version = (base_file or {}).get("environment", {}).get("allocator_version")

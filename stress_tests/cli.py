@@ -94,7 +94,7 @@ def _add_gate_parsers(sub: Any) -> None:
     text = "compare a results file with the baselines: a table per metric, exit 1 on a regression"
     p = sub.add_parser("compare", help=text, description=text, epilog=_EXAMPLES["compare"], formatter_class=fmt)
     p.add_argument("results", metavar="RESULTS.json")
-    add_options(p, ("baselines", "strict"))
+    add_options(p, ("baselines", "strict", "gate_latency"))
     p.add_argument("--changes-only", action="store_true", help="leave out the rows within tolerance")
     text = "record results as baselines (update) or combine shards' and machines' results (merge)"
     p = sub.add_parser("baseline", help=text, description=text, epilog=_EXAMPLES["baseline"], formatter_class=fmt)
@@ -330,7 +330,8 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"baselines {baselines}/ for {', '.join(keys)}", markup=False, highlight=False)
     outcome = gate.run(specs, jobs=args.jobs or gate.default_jobs(), baselines=baselines, out_dir=args.out,
                        command=["memgate", *args.argv], console=out, err=err, workdir=_workdir(args),
-                       require_allocators=args.require_allocators or bool(args.allocators))
+                       require_allocators=args.require_allocators or bool(args.allocators),
+                       gate_latency=args.gate_latency)
     gate.comparison_tables(outcome.comparison, out, only_changes=True)
     gate.check_summary(outcome.results, outcome.comparison, out)
     gate.comparison_footer(outcome.comparison, out, strict=args.strict)
@@ -347,7 +348,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .results import ResultsError
 
     try:
-        comparison = compare(args.results, _baselines_dir(args))
+        comparison = compare(args.results, _baselines_dir(args), gate_latency=args.gate_latency)
     except (BaselineError, ResultsError) as e:
         raise UsageError(str(e)) from None
     out = _console()

@@ -139,7 +139,7 @@ def write_outputs(results: Any, out_dir: Path, comparison: Comparison) -> tuple[
 
 def run(specs_: Sequence[CellSpec], *, jobs: int, baselines: str | Path, out_dir: str | Path,
         command: Sequence[str], console: Console, err: Console, workdir: Path | None = None,
-        require_allocators: bool = False) -> CheckOutcome:
+        require_allocators: bool = False, gate_latency: bool = False) -> CheckOutcome:
     """Run the cells (progress on ``err``), compare them, write results and report into ``out_dir``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -160,13 +160,13 @@ def run(specs_: Sequence[CellSpec], *, jobs: int, baselines: str | Path, out_dir
 
         cells = run_cells(specs_, jobs=jobs, workdir=workdir, require_allocators=require_allocators, on_done=done)
     results = Results(cells, fingerprint(), list(command))
-    comparison = compare(results, baselines)
+    comparison = compare(results, baselines, gate_latency=gate_latency)
     path, html = write_outputs(results, Path(out_dir), comparison)
     return CheckOutcome(cells, comparison, path, html)
 
 
 # ----------------------------------------------------------------------------- display
-_VERDICT_STYLE = {"regression": "bold red", "improvement": "cyan", "ok": "green", "new": "yellow",
+_VERDICT_STYLE = {"regression": "bold red", "improvement": "cyan", "ok": "green", "new": "yellow", "slower": "magenta",
                   "missing": "yellow"}
 _TITLES = {"rss_delta": "RSS change per stage", "hwm_delta": "peak above start per stage (VmHWM)",
            "anon_delta": "anonymous memory change per stage (RssAnon)",

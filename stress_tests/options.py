@@ -145,6 +145,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
     Option(("--baselines",), {"default": None, "metavar": "DIR",
                               "help": "baseline files folder (default: ./baselines, else the checkout's)"}),
     Option(("--strict",), {"action": "store_true", "help": "a cell or metric without a baseline fails too"}),
+    Option(("--gate-latency",), {"action": "store_true",
+                                 "help": "a slowdown past its tolerance fails too (default: reported as 'slower'; "
+                                         "latency on a shared machine follows its load)"}),
     Option(("--out",), {"default": None, "metavar": "DIR", "help": "output folder"}),
     Option(("--models",), {"default": None, "metavar": "LIST",
                            "help": "only these zoo models (comma-separated; a model outside the set is added)"}),
@@ -171,7 +174,7 @@ CELL = ("pipeline", "model", "model_options", "mode", "runtime", "allocator", "a
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
 GATE = ("models", "allocators", "profile", "full", "repeat", "shard", "blas_kernels", "baselines", "strict",
-        "out", "jobs", "workdir")
+        "gate_latency", "out", "jobs", "workdir")
 
 
 def add_options(parser: argparse.ArgumentParser, names: Sequence[str], *, multi: bool = False,

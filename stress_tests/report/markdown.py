@@ -106,7 +106,7 @@ def comparison_counts(comparison: Any) -> str:
     counts: dict[str, int] = {}
     for row in comparison_rows(comparison):
         counts[str(row.get("verdict"))] = counts.get(str(row.get("verdict")), 0) + 1
-    order = [k for k in ("regression", "improvement", "ok", "new", "missing") if k in counts]
+    order = [k for k in ("regression", "slower", "improvement", "ok", "new", "missing") if k in counts]
     return " · ".join(f"{counts[k]} {k}" for k in order + sorted(set(counts) - set(order))) or "nothing"
 
 

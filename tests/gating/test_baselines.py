@@ -137,6 +137,15 @@ def test_entries_record_their_blas_kernels_and_compare_warns_on_another(tmp_path
     assert not any("BLAS kernel" in w for w in same.warnings)
 
 
+def test_a_slowdown_is_reported_not_failed_unless_latency_is_gated(tmp_path: Path) -> None:
+    update([results(cell(latency=0.010), cell(latency=0.011), cell(latency=0.012))], tmp_path)
+    loaded = compare(results(cell(latency=0.200)), tmp_path)  # a 20x slowdown: a loaded machine, or real
+    [row] = [r for r in loaded.rows if r["metric"] == "latency"]
+    assert row["verdict"] == "slower" and not loaded.failed(strict=True)
+    gated = compare(results(cell(latency=0.200)), tmp_path, gate_latency=True)
+    assert [r["metric"] for r in gated.regressions()] == ["latency"] and gated.failed()
+
+
 def test_version_1_files_lose_their_absolute_levels_when_read(tmp_path: Path) -> None:
     update([results(cell())], tmp_path)
     path = tmp_path / f"{GLIBC_KEY}.json"
