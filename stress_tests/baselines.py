@@ -459,7 +459,8 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         current = m.pooled(g.cells)
         files_now = m.pooled_file(g.cells)
         base_metrics = entry["metrics"] if entry else {}
-        if entry and entry["iterations"] != spec.iterations and pipeline_case(spec.pipeline).iterates:
+        iterates = bool(spec.target) or pipeline_case(spec.pipeline).iterates
+        if entry and entry["iterations"] != spec.iterations and iterates:
             warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "
                             f"baseline; growth and steady figures compare best at equal lengths")
         recorded_kernels = (entry or {}).get("blas_kernels") or []

@@ -20,16 +20,23 @@ _EXAMPLES = {
     "doctor": "example:\n  memgate doctor\n  memgate doctor --require-allocators   # exit 2 if one is missing",
     "run": ("example:\n  memgate run --pipeline recompile --model u2netp --mode arena --allocator jemalloc \\\n"
             "      --tunable arena_max=1 --iterations 300 --json out.json\n"
-            "  memgate run --model mlp --inject-leak 64KiB --iterations 100   # self-test: must say leak"),
+            "  memgate run --model mlp --inject-leak 64KiB --iterations 100   # self-test: must say leak\n"
+            "  memgate run --target app/cache.py:Cache --target-arg size=4096 --python .venv/bin/python \\\n"
+            "      --iterations 300   # your own callable, under your venv"),
     "matrix": ("example:\n  memgate matrix --model mlp,u2netp --mode all --pipeline reinfer,recompile \\\n"
                "      --allocator all --tunable arena_max=default,1 --iterations 200 -j 2 --json results.json\n"
+               "  memgate matrix --target app/cache.py:Cache,app.parse:parse --allocator all --iterations 200\n"
                "  memgate matrix ... --shard 2/4 --json shard-2.json   # one of 4 CI jobs; the same on every machine"),
     "hunt": ("example:\n  memgate hunt --pipeline reinfer --model mlp --iterations 60\n"
-             "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line"),
+             "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line\n"
+             "  memgate hunt --target app/cache.py:Cache --frames 5           # where your code's memory grows"),
     "check": ("example:\n  memgate check                  # quick gating set, every installed allocator\n"
               "  memgate check --allocators jemalloc --profile arena1 --models u2netp,mlp\n"
               "  memgate check --repeat 3 && memgate baseline update memgate-report/results.json\n"
               "  memgate check --full -j 2 --out nightly-report\n"
+              "  memgate check --project ../myapp   # its pyproject.toml [tool.memgate]: targets, allocators, "
+              "profiles,\n                                     # iterations, baselines folder (found in the working "
+              "folder too)\n"
               "  memgate check --full --allocators glibc,jemalloc --shard 3/8 --out shard-3   # one CI job of 8"),
     "compare": ("example:\n  memgate compare memgate-report/results.json --baselines baselines/ --strict\n\n"
                 "exit codes: 0 no regression, 1 a regression (or, with --strict, a cell without baseline)"),
@@ -90,18 +97,18 @@ def _add_gate_parsers(sub: Any) -> None:
     p = sub.add_parser("check", help=text, description=text, epilog=_EXAMPLES["check"], formatter_class=fmt)
     add_options(p, GATE)
     p.add_argument("--require-allocators", action="store_true", help="a named allocator that is missing fails")
-    p.set_defaults(out="memgate-report", jobs=None)
+    p.set_defaults(out="memgate-report", jobs=None, profile=None)
     text = "compare a results file with the baselines: a table per metric, exit 1 on a regression"
     p = sub.add_parser("compare", help=text, description=text, epilog=_EXAMPLES["compare"], formatter_class=fmt)
     p.add_argument("results", metavar="RESULTS.json")
-    add_options(p, ("baselines", "strict", "gate_latency"))
+    add_options(p, ("baselines", "project", "strict", "gate_latency"))
     p.add_argument("--changes-only", action="store_true", help="leave out the rows within tolerance")
     text = "record results as baselines (update) or combine shards' and machines' results (merge)"
     p = sub.add_parser("baseline", help=text, description=text, epilog=_EXAMPLES["baseline"], formatter_class=fmt)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     u = actions.add_parser("update", help="write the entries that were run into the baselines folder")
     u.add_argument("results", nargs="+", metavar="RESULTS.json", help="repeats of a cell are pooled")
-    add_options(u, ("baselines",))
+    add_options(u, ("baselines", "project"))
     g = actions.add_parser("merge", help="results (and baseline) files from several machines or shards -> DIR")
     g.add_argument("inputs", nargs="+", metavar="FILE.json")
     add_options(g, ("out",))
@@ -276,11 +283,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_USAGE if info["problems"] and info["fatal"] else EXIT_OK
 
 
+def _project(args: argparse.Namespace) -> Any:
+    """The project's gating set: ``--project``, else the working folder's pyproject.toml [tool.memgate], else None."""
+    from .project import ProjectError, find
+
+    try:
+        return find(getattr(args, "project", None))
+    except ProjectError as e:
+        raise UsageError(str(e)) from None
+
+
 def _baselines_dir(args: argparse.Namespace) -> str:
     from pathlib import Path
 
     if args.baselines:
         return str(args.baselines)
+    project = _project(args)
+    if project is not None:  # a project with a gating set keeps its own baselines
+        return str(project.baselines)
     here = Path("baselines")
     checkout = Path(__file__).resolve().parent.parent / "baselines"
     return str(here if here.is_dir() or not checkout.is_dir() else checkout)
@@ -294,22 +314,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .profiles import PROFILE_NAMES, env_key
 
     installed = [f.name for f in discover() if f.installed]
-    allocators = _checked(lambda: split_list(args.allocators, [f.name for f in discover()], "allocator")
-                          ) if args.allocators else installed
-    profiles = _checked(lambda: split_list(args.profile, PROFILE_NAMES, "profile"))
-    models = split_list(args.models) if args.models else None
-    for model in models or ():
-        _checked(functools.partial(check_model, model))
-    rows = gate.gating_set(models, full=args.full)
-    if not rows:
-        raise UsageError("the gating set is empty")
-    from .environment import check_blas_kernels, runnable_kernels
+    project = _project(args)
+    if project is not None and (args.models or args.full or args.blas_kernels):
+        raise UsageError(f"--models, --full and --blas-kernels choose from memgate's own gating set; "
+                         f"{project.file} has its own")
+    listed = args.allocators or (",".join(project.allocators) if project and project.allocators else None)
+    allocators = _checked(lambda: split_list(listed, [f.name for f in discover()], "allocator")
+                          ) if listed else installed
+    profile = args.profile or (",".join(project.profiles) if project else "default")
+    profiles = _checked(lambda: split_list(profile, PROFILE_NAMES, "profile"))
+    if project is not None:
+        specs = _checked(lambda: project.specs(allocators, profiles, repeat=args.repeat))
+    else:
+        models = split_list(args.models) if args.models else None
+        for model in models or ():
+            _checked(functools.partial(check_model, model))
+        rows = gate.gating_set(models, full=args.full)
+        if not rows:
+            raise UsageError("the gating set is empty")
+        from .environment import check_blas_kernels, runnable_kernels
 
-    kernels = (runnable_kernels() if args.blas_kernels == "auto"
-               else split_list(args.blas_kernels) if args.blas_kernels else ())
+        kernels = (runnable_kernels() if args.blas_kernels == "auto"
+                   else split_list(args.blas_kernels) if args.blas_kernels else ())
 
-    _checked(functools.partial(check_blas_kernels, kernels))
-    specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat, blas_kernels=kernels))
+        _checked(functools.partial(check_blas_kernels, kernels))
+        specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat, blas_kernels=kernels))
     if not specs:
         raise UsageError("no cells to run: no allocator installed or selected")
     if args.shard is not None and not args.allocators:
@@ -326,12 +355,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     fp = fingerprint(allocators=False)
     keys = sorted({env_key(fp, s.allocator, s.tunables, s.trim) for s in specs})
-    out.print(f"memgate check: {len(specs)} cells ({'full' if args.full else 'quick'} tier), "
-              f"baselines {baselines}/ for {', '.join(keys)}", markup=False, highlight=False)
+    tier = f"the gating set of {project.file}" if project else f"{'full' if args.full else 'quick'} tier"
+    out.print(f"memgate check: {len(specs)} cells ({tier}), baselines {baselines}/ for {', '.join(keys)}",
+              markup=False, highlight=False)
     outcome = gate.run(specs, jobs=args.jobs or gate.default_jobs(), baselines=baselines, out_dir=args.out,
                        command=["memgate", *args.argv], console=out, err=err, workdir=_workdir(args),
-                       require_allocators=args.require_allocators or bool(args.allocators),
-                       gate_latency=args.gate_latency)
+                       require_allocators=args.require_allocators or bool(listed),
+                       gate_latency=args.gate_latency, cwd=project.root if project else None)
     gate.comparison_tables(outcome.comparison, out, only_changes=True)
     gate.check_summary(outcome.results, outcome.comparison, out)
     gate.comparison_footer(outcome.comparison, out, strict=args.strict)

@@ -32,7 +32,7 @@ def _slope(v: dict[str, Any] | None) -> str:
 
 def summary(r: CellResult, console: Console) -> None:
     """The readable outcome of one cell: verdict, growth per iteration, per-stage memory."""
-    console.print(f"[bold]{r.spec.id}[/bold]")
+    console.print(f"[bold]{escape(r.spec.id)}[/bold]")  # a target's [args] are not markup
     verdict = f"   verdict {styled(r.verdict)}" if r.verdict else ""
     console.print(f"status {styled(r.status)}{verdict}   iterations {r.iterations_done}/{r.spec.total_iterations}"
                   f"   {r.seconds:.1f} s")
@@ -109,9 +109,9 @@ def matrix_table(results: Sequence[CellResult], console: Console) -> None:
     for r in results:
         peak = max((v for v in r.series.get("VmHWM", []) if v is not None), default=None)
         lat = f"{statistics.median(r.latency) * 1e3:.2f}" if r.latency else ""
-        t.add_row(r.spec.id, styled(r.status), styled(r.verdict) if r.verdict else "",
+        t.add_row(escape(r.spec.id), styled(r.status), styled(r.verdict) if r.verdict else "",
                   _slope(r.verdicts.get("RssAnon")), _slope(r.verdicts.get("VmHWM")),
-                  format_size(peak), lat, r.reason[:160])
+                  format_size(peak), lat, escape(r.reason[:160]))
     console.print(t)
 
 

@@ -139,7 +139,8 @@ def write_outputs(results: Any, out_dir: Path, comparison: Comparison) -> tuple[
 
 def run(specs_: Sequence[CellSpec], *, jobs: int, baselines: str | Path, out_dir: str | Path,
         command: Sequence[str], console: Console, err: Console, workdir: Path | None = None,
-        require_allocators: bool = False, gate_latency: bool = False) -> CheckOutcome:
+        require_allocators: bool = False, gate_latency: bool = False,
+        cwd: str | Path | None = None) -> CheckOutcome:
     """Run the cells (progress on ``err``), compare them, write results and report into ``out_dir``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -158,7 +159,8 @@ def run(specs_: Sequence[CellSpec], *, jobs: int, baselines: str | Path, out_dir
                 err.print(f"{result.status:8} {result.spec.id} {result.reason[:120]}", markup=False,
                           highlight=False)
 
-        cells = run_cells(specs_, jobs=jobs, workdir=workdir, require_allocators=require_allocators, on_done=done)
+        cells = run_cells(specs_, jobs=jobs, workdir=workdir, require_allocators=require_allocators, on_done=done,
+                          cwd=cwd)
     results = Results(cells, fingerprint(), list(command))
     comparison = compare(results, baselines, gate_latency=gate_latency)
     path, html = write_outputs(results, Path(out_dir), comparison)

@@ -108,6 +108,8 @@ def model_label(spec: CellSpec) -> str:
     ``inject_leak_bytes``, iterations, warm-up, seed and timeouts are left out on purpose: an
     injected leak is compared with the clean baseline, which is how the gate's self-test works.
     """
+    if spec.target:  # a target cell: the target and its arguments (Python literals, so exact)
+        return spec.target_label
     name = spec.model.rsplit("/", 1)[-1] if ("/" in spec.model or spec.model.endswith(".onnx")) else spec.model
     if spec.model_options:
         name += "[" + ",".join(f"{k}={v}" for k, v in spec.model_options) + "]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +119,17 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                             "help": "allocator tunable, e.g. arena_max=1, jemalloc.dirty_decay_ms=0 "
                                     "(repeatable; a matrix crosses KEY=V1,V2)"},
            multi=True),
+    Option(("--target",), {"default": None, "metavar": "FILE.py:NAME|MODULE:NAME",
+                           "help": "measure your own callable instead of a pipeline: a function called once per "
+                                   "iteration, or a class instantiated once (setup), called per iteration, "
+                                   "close()d at the end"}, multi=True),
+    Option(("--target-arg",), {"action": "append", "type": _key_value, "default": [], "metavar": "KEY=VALUE",
+                               "dest": "target_args",
+                               "help": "keyword argument of the target, a Python literal or else a string "
+                                       "(repeatable; part of the cell)"}),
+    Option(("--python",), {"default": None, "metavar": "PATH",
+                           "help": "run the child under this interpreter (your project's venv); a target's "
+                                   "child needs nothing of memgate installed there"}),
     Option(("--iterations",), {"type": _positive, "default": 100, "metavar": "N", "help": "measured iterations"}),
     Option(("--warmup",), {"type": _non_negative, "default": None, "metavar": "N",
                            "help": "extra warm-up iterations excluded from the verdict (default: detected)"}),
@@ -156,6 +168,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                                        f"{', '.join(ALLOCATORS)})"}),
     Option(("--profile",), {"default": "default", "metavar": "LIST",
                             "help": "tunables profiles, comma-separated: default, arena1, trim, or all"}),
+    Option(("--project",), {"default": None, "metavar": "PATH",
+                            "help": "the project whose pyproject.toml [tool.memgate] is the gating set and names "
+                                    "the baselines folder (default: the working folder's, when it has one)"}),
     Option(("--full",), {"action": "store_true", "help": "the nightly set: thousands of iterations, larger models"}),
     Option(("--shard",), {"type": _shard, "default": None, "metavar": "K/N",
                           "help": "run only shard K of N: a deterministic split of the cells balanced by expected "
@@ -169,12 +184,13 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                                          "across kernels"}),
 )}
 
-CELL = ("pipeline", "model", "model_options", "mode", "runtime", "allocator", "allocator_path", "tunables",
-        "iterations", "warmup", "threads", "graphs", "timeout", "inject_leak", "trim", "seed")
+CELL = ("target", "target_args", "python", "pipeline", "model", "model_options", "mode", "runtime", "allocator",
+        "allocator_path", "tunables", "iterations", "warmup", "threads", "graphs", "timeout", "inject_leak", "trim",
+        "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
-GATE = ("models", "allocators", "profile", "full", "repeat", "shard", "blas_kernels", "baselines", "strict",
-        "gate_latency", "out", "jobs", "workdir")
+GATE = ("project", "models", "allocators", "profile", "full", "repeat", "shard", "blas_kernels", "baselines",
+        "strict", "gate_latency", "out", "jobs", "workdir")
 
 
 def add_options(parser: argparse.ArgumentParser, names: Sequence[str], *, multi: bool = False,
@@ -197,7 +213,8 @@ def spec_from_args(ns: argparse.Namespace, **overrides: Any) -> CellSpec:
         runtime=ns.runtime, allocator=ns.allocator, allocator_path=ns.allocator_path,
         tunables=tuple(ns.tunables), iterations=ns.iterations, warmup=ns.warmup, threads=ns.threads,
         graphs=ns.graphs, timeout=ns.timeout, inject_leak_bytes=ns.inject_leak, trim=ns.trim, seed=ns.seed,
-        core=core_from_args(ns),
+        core=core_from_args(ns), target=getattr(ns, "target", None) or "",
+        target_args=tuple(getattr(ns, "target_args", ()) or ()), python=getattr(ns, "python", None) or "",
     )
     values.update(overrides)
     return CellSpec(**values)
@@ -222,14 +239,16 @@ def tunable_sets(pairs: Sequence[tuple[str, str]]) -> list[tuple[tuple[str, str]
 
 def specs_from_matrix_args(ns: argparse.Namespace) -> list[CellSpec]:
     """The cross-product of models, modes, pipelines, runtimes, allocators and tunable values."""
+    # With --target the cells are targets x allocators x tunables: pipeline, model, mode and runtime mean nothing.
+    crossed = ("target", "allocator") if ns.target else ("model", "mode", "pipeline", "runtime", "allocator")
     axes: dict[str, list[Any]] = {
         name: split_list(getattr(ns, name), runtime_names() if name == "runtime" else OPTIONS[name].choices,
                          name.replace("_", " "))
-        for name in ("model", "mode", "pipeline", "runtime", "allocator")
+        for name in crossed
     }
     axes["tunables"] = tunable_sets(ns.tunables)  # type: ignore[assignment]
     base = spec_from_args(ns, pipeline=PIPELINES[0], model="", mode=MODES[0], runtime=RUNTIMES[0],
-                          allocator=ALLOCATORS[0], tunables=())
+                          allocator=ALLOCATORS[0], tunables=(), target="")
     names = list(axes)
     return [base.replace(**dict(zip(names, combo))) for combo in itertools.product(*axes.values())]
 
@@ -239,12 +258,32 @@ def check(spec: CellSpec, validate: Callable[[CellSpec], None] | None = None) ->
     from .allocators import route_tunables
     from .models import check_model
 
+    if spec.python and not shutil.which(spec.python):
+        raise SpecError(f"--python {spec.python}: no such interpreter (not a file, not on PATH)")
+    if spec.target:  # the target itself is checked by the child: one that cannot be imported fails its cell
+        _check_allocator(spec)
+        route_tunables(spec.allocator, spec.tunables)
+        if validate is not None:
+            validate(spec)
+        return
     if spec.pipeline not in PIPELINE_NAMES:
         raise SpecError(f"unknown pipeline {spec.pipeline!r}; choose from {', '.join(PIPELINE_NAMES)}")
-    for name, value, choices in (("mode", spec.mode, MODES), ("runtime", spec.runtime, runtime_names()),
-                                 ("allocator", spec.allocator, ALLOCATORS)):
+    for name, value, choices in (("mode", spec.mode, MODES), ("runtime", spec.runtime, runtime_names())):
         if value not in choices:
             raise SpecError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+    _check_allocator(spec)
+    if spec.core.static_memory_policy and spec.mode != "arena" and spec.runtime == "builtin":
+        raise SpecError(f"--static-memory-policy {spec.core.static_memory_policy} plans memory in an arena: "
+                        f"use --mode arena")
+    route_tunables(spec.allocator, spec.tunables)
+    check_model(spec.model)
+    if validate is not None:
+        validate(spec)
+
+
+def _check_allocator(spec: CellSpec) -> None:
+    if spec.allocator not in ALLOCATORS:
+        raise SpecError(f"unknown allocator {spec.allocator!r}; choose from {', '.join(ALLOCATORS)}")
     if spec.allocator_path is not None:
         import os
 
@@ -253,10 +292,3 @@ def check(spec: CellSpec, validate: Callable[[CellSpec], None] | None = None) ->
         if spec.allocator == "glibc":
             raise SpecError("--allocator-path needs --allocator jemalloc, tcmalloc or mimalloc "
                             "(glibc is never preloaded)")
-    if spec.core.static_memory_policy and spec.mode != "arena" and spec.runtime == "builtin":
-        raise SpecError(f"--static-memory-policy {spec.core.static_memory_policy} plans memory in an arena: "
-                        f"use --mode arena")
-    route_tunables(spec.allocator, spec.tunables)
-    check_model(spec.model)
-    if validate is not None:
-        validate(spec)

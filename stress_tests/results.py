@@ -12,7 +12,8 @@ Format (``"schema": "memgate-results"``, ``"version": 1``; JSON Schema in
                       "python": ..., "numpy": ..., "blas": {...}, "runtime": ..., "allocators": [...]},
       "cells": [
         {"spec": {pipeline, model, model_options, mode, runtime, allocator, allocator_path, tunables,
-                  iterations, warmup, core: {...}, trim, threads, graphs, inject_leak_bytes, ...},
+                  iterations, warmup, core: {...}, trim, threads, graphs, inject_leak_bytes, ...,
+                  target, target_args, python},   # a target cell: pipeline "target", runtime "python"
          "status": "ok" | "leak" | "failed" | "crashed" | "timeout" | "skipped",
          "reason": "...",
          "series": {"VmRSS": [bytes per iteration, null when missing], "VmHWM": [...], "RssAnon": [...],
@@ -25,7 +26,8 @@ Format (``"schema": "memgate-results"``, ``"version": 1``; JSON Schema in
                      "env": {LD_PRELOAD, GLIBC_TUNABLES, MALLOC_CONF, ...}, "tunables": {...}, "notes": [...]},
          "verdict": "leak" | "no-leak" | "inconclusive" | null,
          "verdicts": {"VmRSS": SeriesVerdict.to_dict(), ...},
-         "memory_stats": {...}, "probe": {"source", "peak_reset", "peak_per_iteration", ...},
+         "memory_stats": {...}, "probe": {"source", "peak_reset", "peak_per_iteration", ...,
+                  "child": {"python", "executable", "rss_at_start", "anon_at_start", "foreign_modules"}},
          "hunt": [{"site": "file:line", "bytes_per_iteration", "count_per_iteration", ...}],
          "exit_code", "signal", "stderr_tail", "seconds", "notes": [...]}
       ]

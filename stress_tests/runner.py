@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from . import allocators
 from .journal import journal_path, read_journal
-from .spec import Applied, CellResult, CellSpec
+from .spec import TEST_PREFIX, Applied, CellResult, CellSpec
 from .units import format_size
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -34,9 +35,21 @@ Progress = Callable[[CellSpec, int, int], None]
 
 
 def child_env(spec: CellSpec, found: allocators.Found, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: the caller's, the allocator's preload and tunables, and the import path.
+
+    A pipeline child gets the harness's folder first on PYTHONPATH; a target child gets it taken
+    off (the user's packages must not be shadowed by ours: ``runtime``, ``tests``, ``benchmarks``).
+    """
     env, _ = allocators.child_environment(found, spec.tunables, os.environ if base is None else base)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if PACKAGE_ROOT not in paths:
+    own = spec.target and not spec.target.startswith(TEST_PREFIX)
+    if own:
+        kept = [p for p in paths if os.path.abspath(p) != PACKAGE_ROOT]
+        if kept:
+            env["PYTHONPATH"] = os.pathsep.join(kept)
+        else:
+            env.pop("PYTHONPATH", None)
+    elif PACKAGE_ROOT not in paths:
         env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT, *paths])
     env["PYTHONUNBUFFERED"] = "1"
     if spec.blas_kernel:
@@ -59,9 +72,15 @@ def adapter_environment(spec: CellSpec) -> dict[str, str]:
 
 def run_cell(spec: CellSpec, *, workdir: Path | None = None, require_allocators: bool = False,
              on_progress: Progress | None = None, base_env: Mapping[str, str] | None = None,
-             python: str = sys.executable) -> CellResult:
-    """Run one cell in a child and return its result (never raises for anything the child does)."""
+             python: str | None = None, cwd: str | Path | None = None) -> CellResult:
+    """Run one cell in a child and return its result (never raises for anything the child does).
+
+    The child's interpreter is ``spec.python``, else ``python``, else this one; it runs in ``cwd``
+    (default: this process's working folder), where a target's modules are imported from.
+    """
     start = time.monotonic()
+    python = spec.python or python or sys.executable
+    python = shutil.which(python) or python  # "python3.10" as the user would type it
     found = allocators.find(spec.allocator, spec.allocator_path)
     if not found.installed:
         status = "failed" if (require_allocators or found.how == "--allocator-path") else "skipped"
@@ -70,31 +89,49 @@ def run_cell(spec: CellSpec, *, workdir: Path | None = None, require_allocators:
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="memgate-")))
+        cell_dir = Path(tempfile.mkdtemp(prefix="cell-", dir=workdir))
         try:
-            from .models import materialize
-
-            model_path, feeds_path = materialize(spec.model, spec.model_options, workdir / "models", spec.seed)
             env = child_env(spec, found, base_env)
+            command, own_cwd = _command(spec, python, cell_dir, workdir)
         except Exception as e:  # noqa: BLE001  (a cell that cannot be set up is failed, the run goes on)
             return CellResult(spec, "failed", reason=f"{type(e).__name__}: {e}")
-        cell_dir = Path(tempfile.mkdtemp(prefix="cell-", dir=workdir))
-        result = _spawn(spec, env, cell_dir, str(model_path), str(feeds_path), python, on_progress)
+        result = _spawn(spec, env, cell_dir, command, own_cwd or (str(cwd) if cwd else None), on_progress)
     result.seconds = time.monotonic() - start
     if result.applied is not None:
         result.applied.notes += _complaints(result.stderr_tail)
     return finish(result)
 
 
-def _spawn(spec: CellSpec, env: dict[str, str], cell_dir: Path, model_path: str, feeds_path: str,
-           python: str, on_progress: Progress | None) -> CellResult:
+def _command(spec: CellSpec, python: str, cell_dir: Path, workdir: Path) -> tuple[list[str], str | None]:
+    """Write the cell's job file; the child's command line and working folder (None: this one)."""
+    job, result = cell_dir / "job.json", str(cell_dir / "result.json")
+    if spec.target.startswith(TEST_PREFIX):
+        from .plugin.body import body_command
+
+        return body_command(spec, python, job, result)
+    if spec.target:
+        from .child import TARGET_ENTRY
+        from .spec import write_json_atomic
+
+        if not os.access(python, os.X_OK):
+            raise FileNotFoundError(f"--python {python}: not an executable interpreter")
+        write_json_atomic(job, {"spec": spec.to_dict(), "workdir": str(cell_dir)})
+        return [python, str(TARGET_ENTRY), str(job), result], None
+    from .models import materialize
     from .worker import write_job
 
-    job, result_path = cell_dir / "job.json", cell_dir / "result.json"
-    write_job(job, spec, model_path, feeds_path, str(cell_dir))
+    model_path, feeds_path = materialize(spec.model, spec.model_options, workdir / "models", spec.seed)
+    write_job(job, spec, str(model_path), str(feeds_path), str(cell_dir))
+    return [python, "-m", "stress_tests.worker", str(job), result], None
+
+
+def _spawn(spec: CellSpec, env: dict[str, str], cell_dir: Path, command: list[str], cwd: str | None,
+           on_progress: Progress | None) -> CellResult:
+    result_path = cell_dir / "result.json"
     oom_before = _oom_kills()
     with open(cell_dir / "stdout", "wb") as out, open(cell_dir / "stderr", "wb") as err:
-        proc = subprocess.Popen([python, "-m", "stress_tests.worker", str(job), str(result_path)],
-                                env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
         timed_out = _wait(proc, spec, journal_path(result_path), on_progress)
     stderr = _tail(cell_dir / "stderr")
     rc = proc.returncode
@@ -197,7 +234,7 @@ def finish(result: CellResult) -> CellResult:
 def run_cells(specs: Sequence[CellSpec], *, jobs: int = 1, workdir: Path | None = None,
               require_allocators: bool = False, on_start: Callable[[CellSpec], None] | None = None,
               on_done: Callable[[CellResult], None] | None = None, on_progress: Progress | None = None,
-              ) -> list[CellResult]:
+              cwd: str | Path | None = None) -> list[CellResult]:
     """Run many cells, ``jobs`` at a time; results come back in the order of ``specs``."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -207,7 +244,8 @@ def run_cells(specs: Sequence[CellSpec], *, jobs: int = 1, workdir: Path | None 
         def one(spec: CellSpec) -> CellResult:
             if on_start is not None:
                 on_start(spec)
-            result = run_cell(spec, workdir=workdir, require_allocators=require_allocators, on_progress=on_progress)
+            result = run_cell(spec, workdir=workdir, require_allocators=require_allocators, on_progress=on_progress,
+                              cwd=cwd)
             if on_done is not None:
                 on_done(result)
             return result
@@ -220,7 +258,7 @@ def _prepare_models(specs: Sequence[CellSpec], workdir: Path) -> None:
     """Write each distinct model once, before cells run in parallel and would race to write it."""
     from .models import materialize
 
-    for key in dict.fromkeys((s.model, s.model_options, s.seed) for s in specs):
+    for key in dict.fromkeys((s.model, s.model_options, s.seed) for s in specs if not s.target):
         with contextlib.suppress(Exception):  # the cell itself reports the failure
             materialize(key[0], key[1], workdir / "models", key[2])
 

@@ -43,6 +43,7 @@ PIPELINE_WORK: dict[str, tuple[float, float]] = {
 }
 _PER_THREAD = frozenset({"threads", "inference_with_streams"})
 START = 3.0  # seconds to start a child and get to its first stage
+TARGET_ITERATION = 0.01  # seconds per iteration of a --target cell (a user's callable: unknown, assumed small)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def parse_shard(text: str) -> Shard:
 
 def expected_cost(spec: CellSpec) -> float:
     """A cell's expected duration in rough seconds (see the module docstring)."""
+    if getattr(spec, "target", None):  # a user's callable: nothing known but its iterations
+        return START + spec.total_iterations * TARGET_ITERATION
     infer_s, compile_s = MODEL_COST.get(spec.model, UNKNOWN_MODEL)
     size = dict(spec.model_options).get("size")
     if size is not None and spec.model.startswith("u2net"):  # inference scales with the pixels

@@ -22,6 +22,10 @@ BAD_STATUSES = frozenset({"leak", "failed", "crashed", "timeout"})
 SERIES_FIELDS = ("VmRSS", "VmHWM", "VmSize", "VmPeak", "RssAnon", "RssFile", "RssShmem", "Threads")
 #: The series the leak verdict is computed on: file-backed pages (mmap'd weights) are not a leak.
 ANALYZED = ("VmRSS", "VmHWM", "RssAnon")
+#: The pipeline name of a target cell: the user's callable instead of a runtime pipeline.
+TARGET = "target"
+#: A target naming a pytest test's body (the memleak marker on any test): ``pytest:<nodeid>``.
+TEST_PREFIX = "pytest:"
 
 
 class SpecError(ValueError):
@@ -63,9 +67,17 @@ class CellSpec:
     tracemalloc: int = 0  # frames per traceback; 0 = off
     timeout: float = 600.0
     seed: int = 0
+    target: str = ""  # "path/file.py:NAME", "package.module:NAME" or "pytest:<nodeid>" (pipeline "target")
+    target_args: tuple[tuple[str, str], ...] = ()  # keyword arguments of the target, values as Python literals
+    python: str = ""  # the child's interpreter (a user's venv); "" is memgate's own
     blas_kernel: str = ""  # OPENBLAS_CORETYPE for the child (recording baselines across kernels); "" = the CPU's
 
     def __post_init__(self) -> None:
+        if self.target or self.pipeline == TARGET:
+            check_target(self.target, self.target_args)
+            # A target cell has no model or runtime: fixed values keep ids and baseline keys stable.
+            for name, value in (("pipeline", TARGET), ("model", ""), ("mode", "default"), ("runtime", "python")):
+                object.__setattr__(self, name, value)
         if self.iterations < 1:
             raise SpecError(f"iterations must be at least 1, got {self.iterations}")
         if self.warmup is not None and self.warmup < 0:
@@ -82,8 +94,29 @@ class CellSpec:
         return self.iterations + (self.warmup or 0)
 
     @property
+    def target_label(self) -> str:
+        """The target as ids and baseline keys show it: a file by its name (paths differ between machines)."""
+        if not self.target:
+            return ""
+        label = self.target
+        if label.startswith(TEST_PREFIX):
+            file, sep, rest = label[len(TEST_PREFIX):].partition("::")
+            label = f"{TEST_PREFIX}{Path(file).name}{sep}{rest}"
+        else:
+            where, _, name = self.target.rpartition(":")
+            label = (Path(where).name if target_kind(self.target) == "file" else where) + ":" + name
+        if self.target_args:
+            label += "[" + ",".join(f"{k}={v}" for k, v in self.target_args) + "]"
+        return label
+
+    @property
     def id(self) -> str:
-        """A readable, stable name: ``pipeline/model/mode/runtime/allocator[/k=v,...]``."""
+        """A readable, stable name: ``pipeline/model/mode/runtime/allocator[/k=v,...]`` (``target/LABEL/allocator``)."""
+        if self.target:
+            parts = [TARGET, self.target_label, self.allocator]
+            if self.tunables:
+                parts.append(",".join(f"{k}={v}" for k, v in self.tunables))
+            return "/".join(parts)
         model = Path(self.model).name if ("/" in self.model or self.model.endswith(".onnx")) else self.model
         if self.model_options:
             model += "[" + ",".join(f"{k}={v}" for k, v in self.model_options) + "]"
@@ -101,6 +134,7 @@ class CellSpec:
         d = dataclasses.asdict(self)
         d["tunables"] = [list(kv) for kv in self.tunables]
         d["model_options"] = [list(kv) for kv in self.model_options]
+        d["target_args"] = [list(kv) for kv in self.target_args]
         return d
 
     @classmethod
@@ -111,7 +145,56 @@ class CellSpec:
         _check_keys(CoreOptions, core)
         tunables = tuple((str(k), str(v)) for k, v in d.pop("tunables", ()) or ())
         options = tuple((str(k), str(v)) for k, v in d.pop("model_options", ()) or ())
-        return cls(core=CoreOptions(**core), tunables=tunables, model_options=options, **d)
+        args = tuple((str(k), str(v)) for k, v in d.pop("target_args", ()) or ())
+        return cls(core=CoreOptions(**core), tunables=tunables, model_options=options, target_args=args, **d)
+
+
+def target_kind(target: str) -> str:
+    """``"file"`` (``FILE.py:NAME``), ``"module"`` (``package.module:NAME``) or ``"test"`` (``pytest:<nodeid>``)."""
+    if target.startswith(TEST_PREFIX):
+        return "test"
+    where = target.rpartition(":")[0]
+    return "file" if where.endswith(".py") or "/" in where or "\\" in where else "module"
+
+
+def check_target(target: str, args: tuple[tuple[str, str], ...] = ()) -> None:
+    """Raise SpecError unless ``target`` is ``FILE.py:NAME``, ``package.module:NAME`` or ``pytest:<nodeid>``."""
+    if not target:
+        raise SpecError("a target cell needs a target: FILE.py:NAME or package.module:NAME")
+    if target.startswith(TEST_PREFIX):
+        if not target[len(TEST_PREFIX):].strip():
+            raise SpecError(f"target {target!r} names no test: use pytest:<nodeid>")
+    else:
+        where, sep, name = target.rpartition(":")
+        if not sep or not where or not name or not all(p.isidentifier() for p in name.split(".")):
+            raise SpecError(f"target {target!r}: expected FILE.py:NAME or package.module:NAME "
+                            f"(NAME a function or class, dotted for an attribute)")
+        if target_kind(target) == "module" and not all(p.isidentifier() for p in where.split(".")):
+            raise SpecError(f"target {target!r}: {where!r} is neither a .py file nor a dotted module name")
+    for key, _ in args:
+        if not key.isidentifier():
+            raise SpecError(f"target argument {key!r} is not a Python keyword name")
+
+
+def target_args_from(values: Any) -> tuple[tuple[str, str], ...]:
+    """Keyword arguments (a mapping of Python values, or KEY/VALUE text pairs) as ``target_args`` text.
+
+    Text goes to the child as written unless it would read as another literal there (``"16"``
+    stays the string); every other value is spelled as its literal (``16``, ``[1, 2]``).
+    """
+    import ast
+
+    pairs = values.items() if hasattr(values, "items") else values
+    out = []
+    for key, value in pairs:
+        if isinstance(value, str):
+            try:
+                ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                out.append((str(key), value))
+                continue
+        out.append((str(key), repr(value)))
+    return tuple(out)
 
 
 @dataclass

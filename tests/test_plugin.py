@@ -83,7 +83,7 @@ def test_a_memlimit_under_the_measured_peak_fails_naming_the_stage(pytester: pyt
     pytester.makepyfile("""
         import pytest
 
-        CELL = dict(iterations=15)
+        CELL = dict(pipeline="reinfer", iterations=15)  # a pipeline's cell (without pipeline=: the body's)
 
         @pytest.mark.memlimit(peak="1 MiB", stage="compile", **CELL)
         def test_too_tight():

@@ -11,6 +11,14 @@ a failed check raises ``MemoryCheckFailed`` with the reasons. ``memgate_cell`` g
 the test's cell (also parametrizable: ``indirect=True`` with a dict of fields); ``memgate_run(**fields)``
 runs any cell.
 
+On any test, without a pipeline field, a marker judges the test's own body (``plugin.body``):
+
+    @pytest.mark.memleak(iterations=200, max_growth_per_iter="1 KiB")
+    def test_parse(big_document):            # fixtures set up once; the body runs 200 times in a child
+        parse(big_document)
+
+``pytest --memgate-leaks=200`` checks every selected test's body that way without touching its source.
+
 Who chooses the allocator, tunables and iterations, strongest first: the command line
 (``--memgate-allocator``, ``--memgate-tunable``, ``--memgate-iterations``), then the environment
 (``MEMGATE_ALLOCATOR``, ``MEMGATE_TUNABLES``, as the tox factors set them), then the markers, then the
@@ -26,14 +34,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from ..spec import CellResult, CellSpec, SpecError
+from ..spec import TEST_PREFIX, CellResult, CellSpec, SpecError, target_args_from
 from ..units import format_size, parse_size
+from .body import PIPELINE_FIELDS, body_target, child_job, leak_plot, not_run, run_body, setup_failed
 from .markers import MARKERS, MemoryCheckFailed, Violation, check_keywords, marker_help, peak_of
 
 __all__ = ["MARKERS", "MemoryCheckFailed", "Violation", "memgate_cell", "memgate_run", "spec_from"]
@@ -60,6 +71,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dataclasses.replace(option, kwargs=kwargs).add_to(group, prefix=_PREFIX)
     group.addoption("--memgate-report", default=None, metavar="DIR",
                     help="write the report of the session's cells (summary.md, junit.xml, plots, index.html)")
+    group.addoption("--memgate-leaks", type=int, default=0, metavar="N",
+                    help="check every selected test for leaks: its body run N times in an isolated child, as "
+                         "@pytest.mark.memleak(iterations=N) would")
+    group.addoption("--memgate-body-job", default=None, metavar="JOB.json",
+                    help="(internal) this session is the child that measures one test's body")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,6 +103,7 @@ class _State:
         default_factory=dict)
     comparison: Any = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    plots: str | None = None  # where failed body cells' plots go when no report folder was asked for
 
 
 _STATE = pytest.StashKey[_State]()
@@ -107,6 +124,8 @@ def spec_from(config: pytest.Config, fields: Mapping[str, Any]) -> CellSpec:
             values[key] = tuple((str(k), str(v)) for k, v in values[key].items())
         elif key in values:
             values[key] = tuple(tuple(kv) for kv in values[key])
+    if "target_args" in values:  # a dict of Python values in a marker, as --target-arg text
+        values["target_args"] = target_args_from(values["target_args"])
     if "inject_leak_bytes" in values:
         values["inject_leak_bytes"] = parse_size(values["inject_leak_bytes"])
     env_allocator, env_tunables = (os.environ.get(n, "").strip() for n in ("MEMGATE_ALLOCATOR", "MEMGATE_TUNABLES"))
@@ -176,9 +195,14 @@ def _or_fail(make: Callable[[], T], what: str = "memgate") -> T:
     pytest.fail(message, pytrace=False)  # outside the except: no "during handling" chain in the output
 
 
-def _cell_of(item: pytest.Item, extra: Mapping[str, Any] | None = None) -> CellResult:
+def _cell_of(item: pytest.Item, extra: Mapping[str, Any] | None = None, body: bool = False) -> CellResult:
+    """The item's cell: a pipeline's (its markers name one, or the memgate_cell fixture asks), else its body's."""
     if _CELL not in item.stash:
-        spec = _or_fail(lambda: spec_from(item.config, _marker_fields(item, extra)))
+        fields = _or_fail(lambda: _marker_fields(item, extra))
+        if body or (extra is None and "memgate_cell" not in getattr(item, "fixturenames", ())
+                    and not PIPELINE_FIELDS & set(fields)):
+            fields["target"] = body_target(item)
+        spec = _or_fail(lambda: spec_from(item.config, fields))
         result = run(item.config, spec, item.nodeid)
         if result.status == "skipped":  # the runtime cannot run what the markers ask for
             pytest.fail(f"memgate: {result.spec.id}: {result.reason}", pytrace=False)
@@ -205,13 +229,40 @@ def memgate_run(request: pytest.FixtureRequest) -> Callable[..., CellResult]:
     return run_fields
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """In the child of a body cell: the test function, called ``iterations`` times and measured."""
+    job = child_job(pyfuncitem.config)
+    if job is None:
+        return None
+    run_body(job, pyfuncitem)
+    return True
+
+
+def _leaks_mark(item: pytest.Item) -> list[tuple[str, Mapping[str, Any]]]:
+    """``--memgate-leaks=N``: a body memleak check for a test that has no memgate marker or fixture of its own."""
+    n = item.config.getoption("memgate_leaks", 0)
+    uses_ours = {"memgate_cell", "memgate_run"} & set(getattr(item, "fixturenames", ()))
+    # a plain test function only: unittest cases run through their TestCase, async ones through their loop
+    plain = type(item) is pytest.Function and not inspect.iscoroutinefunction(getattr(item, "obj", None))
+    if n and plain and not uses_ours:
+        return [("memleak", {"iterations": n})]
+    return []
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
     """After the test body passed (this runs after pytest's own call hook): the markers' checks."""
-    marks = [(name, mark.kwargs) for name in MARKERS for mark in item.iter_markers(name)]
-    if not marks and _CELL not in item.stash:
+    if child_job(item.config) is not None:  # the child measuring a body: the parent judges
         return
-    result = _cell_of(item)
+    marks = [(name, mark.kwargs) for name in MARKERS for mark in item.iter_markers(name)]
+    body = False
+    if not marks and _CELL not in item.stash:
+        marks = _leaks_mark(item)
+        body = bool(marks)
+        if not marks:
+            return
+    result = _cell_of(item, dict(marks[0][1]) if body else None, body=body)
     violations, passed = [], []
     for name, kwargs in marks:
         own = {k: v for k, v in kwargs.items() if k in check_keywords(MARKERS[name])}
@@ -220,6 +271,10 @@ def pytest_runtest_call(item: pytest.Item) -> None:
             passed.append(name)
         else:
             violations.append(violation)
+    if violations and result.spec.target.startswith(TEST_PREFIX):
+        plot = leak_plot(result, _plots_dir(item.config))
+        if plot is not None:
+            violations = [dataclasses.replace(v, details=(*v.details, f"plot: {plot}")) for v in violations]
     item.config.stash[_STATE].records[(item.nodeid, result.spec.id)] = (result, violations, passed)
     item.add_report_section("call", "memgate", _figures(result))
     benchmark = getattr(item, "funcargs", {}).get("benchmark")
@@ -229,9 +284,25 @@ def pytest_runtest_call(item: pytest.Item) -> None:
         raise MemoryCheckFailed(violations)
 
 
+def _plots_dir(config: pytest.Config) -> Path:
+    """Where a failed body cell's plot goes: the --memgate-report folder, else a session folder kept after it."""
+    report = config.getoption("memgate_report")
+    state = config.stash[_STATE]
+    if report:
+        return Path(report) / "plots"
+    if state.plots is None:
+        import tempfile
+
+        state.plots = tempfile.mkdtemp(prefix="memgate-plots-")
+    return Path(state.plots)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
+    job = child_job(item.config)
+    if job is not None and call.when == "setup" and call.excinfo is not None:
+        setup_failed(job, outcome.get_result())
     if call.excinfo is not None and call.excinfo.errisinstance(MemoryCheckFailed):
         # The reasons, not the plugin's frames: the test's code did nothing wrong a traceback could show.
         outcome.get_result().longrepr = f"MemoryCheckFailed: {call.excinfo.value}"
@@ -255,6 +326,12 @@ def _figures(result: CellResult) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Compare with the baselines, save results and report; a regression fails the session."""
     config = session.config
+    job = child_job(config)
+    if job is not None:  # the child of a body cell: its result file is its outcome, whatever pytest counted
+        if not Path(job["result"]).exists():
+            not_run(job, session)
+        session.exitstatus = pytest.ExitCode.OK
+        return
     state = config.stash.get(_STATE, None)
     if state is None or not state.by_spec:
         return

@@ -43,7 +43,8 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     """Fail if memory grows every iteration: the harness's leak verdict on RssAnon (VmRSS where
     RssAnon is missing) and VmHWM; with max_growth_per_iter (a size such as "4 KiB"), only growth
     above it. Other keywords are the cell's fields (pipeline, model, mode, runtime, iterations,
-    inject_leak_bytes, ...).
+    inject_leak_bytes, ...); without a pipeline field, the cell is the test's own body, run
+    iterations times in an isolated child with its fixtures set up once.
     """
     unfinished = _unfinished("memleak", result)
     if unfinished is not None:
@@ -70,16 +71,17 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     grown = [(k, v) for k, v in verdicts.items() if v.get("verdict") == "leak"]
     growth = ", ".join(f"{k} {format_size(v['slope'], signed=True)}/iteration" for k, v in grown)
     limit_text = f" (limit {format_size(limit)}/iteration)" if limit is not None else ""
+    # One line per grown series: verdict, growth and its interval, how many iterations (not a dump).
     return Violation("memleak", result.spec.id, f"memory grows: {growth}{limit_text}",
-                     tuple(f"{k}: {v.get('reason', '')}" for k, v in grown))
+                     (_growth_line(*min(grown, key=lambda kv: _PREFERRED.index(kv[0]))),))
 
 
 def memlimit(result: CellResult, *, peak: str | int | None = None, delta: str | int | None = None,
              stage: str | None = None) -> Violation | None:
     """Fail if the process's peak RSS (VmHWM) during stage (the whole run without one) is above
     peak, or the stage's peak above its start is above delta; sizes such as "300 MiB". Stages:
-    create_core, read_model, compile, create_request, iter1 infer, ... Other keywords are the
-    cell's fields.
+    create_core, read_model, compile, create_request, iter1 infer, ... (a test body's: iter1 call).
+    Other keywords are the cell's fields; without a pipeline field, the cell is the test's body.
     """
     if peak is None and delta is None:
         raise SpecError("memlimit needs peak= or delta= (a size such as \"300 MiB\")")
@@ -112,6 +114,19 @@ def memlimit(result: CellResult, *, peak: str | int | None = None, delta: str | 
 #: The markers: name -> check. Each check's keyword parameters are its own; all other marker
 #: keywords describe the cell.
 MARKERS: dict[str, Callable[..., Violation | None]] = {"memleak": memleak, "memlimit": memlimit}
+
+
+_PREFERRED = ("RssAnon", "VmRSS", "VmHWM")  # the series whose line a failure shows: the process's own memory first
+
+
+def _growth_line(metric: str, v: dict[str, Any]) -> str:
+    interval = ""
+    if v.get("slope_low") is not None and v.get("slope_high") is not None:
+        interval = (f", interval {format_size(v['slope_low'], signed=True)} to "
+                    f"{format_size(v['slope_high'], signed=True)}")
+    p = f", p={v['p_value']:.2g}" if v.get("p_value") is not None else ""
+    return (f"{metric}: verdict leak, {format_size(v['slope'], signed=True)}/iteration{interval}{p} over "
+            f"{v.get('n')} iterations after a warm-up of {v.get('warmup_end')}")
 
 
 def _unfinished(marker: str, result: CellResult) -> Violation | None:

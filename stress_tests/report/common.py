@@ -37,6 +37,9 @@ class CellView:
     @property
     def parts(self) -> tuple[str, str, str, str, str]:
         """(pipeline, model, mode, runtime, allocator) as the cell id spells them."""
+        s = self.result.spec
+        if s.target:  # a target's id is target/LABEL/allocator; its LABEL may hold a "/" (a test's node id)
+            return s.pipeline, s.target_label, s.mode, s.runtime, s.allocator
         p = self.spec_id.split("/")
         return p[0], p[1], p[2], p[3], p[4]
 

@@ -1,0 +1,1 @@
+"""The sibling of relative.py."""
