@@ -52,12 +52,12 @@ def test_an_entry_point_adds_a_runtime_that_runs_in_a_child(site: Path, tmp_path
     assert rows["ort-parallel"].version and not rows["ort-parallel"].error
     assert rows["ort-parallel"].source == f"entry point {EXAMPLE}:ParallelOnnxRuntime"
     result = run_cell(CellSpec(pipeline="reinfer", model="mlp", runtime="ort-parallel", iterations=4, timeout=120),
-                      workdir=tmp_path / "cells")
+                      workdir=tmp_path)
     assert result.status in ("ok", "leak"), result.reason + result.stderr_tail
     assert len(result.series["VmRSS"]) == 4 and [s.stage for s in result.stages][:3] == [
         "create_core", "read_model", "compile"]
     skipped = run_cell(CellSpec(pipeline="reinfer", model="mlp", runtime="ort-parallel", mode="arena", iterations=2,
-                                timeout=120), workdir=tmp_path / "cells")
+                                timeout=120), workdir=tmp_path)
     assert skipped.status == "skipped" and "ort-parallel has no memory mode 'arena'" in skipped.reason
 
 
@@ -94,7 +94,7 @@ def test_a_broken_entry_point_is_reported_not_raised(site: Path) -> None:
 def test_a_cell_on_a_broken_runtime_is_skipped_with_the_reason(site: Path, tmp_path: Path) -> None:
     install_distribution(site, {"missing": f"{EXAMPLE}_absent:Nope"})
     result = run_cell(CellSpec(pipeline="reinfer", model="mlp", runtime="missing", iterations=2, timeout=120),
-                      workdir=tmp_path / "cells")
+                      workdir=tmp_path)
     assert result.status == "skipped" and "cannot be loaded" in result.reason
 
 
