@@ -28,7 +28,7 @@ from typing import Any
 
 from . import metrics as m
 from .atomic import write_atomic
-from .pipelines import CASES
+from .pipelines import case as pipeline_case
 from .profiles import env_key, platform_key, profile_of
 from .results import Results, read_results
 from .spec import CellResult
@@ -466,7 +466,8 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         current = m.pooled(g.cells)
         files_now = m.pooled_file(g.cells)
         base_metrics = entry["metrics"] if entry else {}
-        if entry and entry["iterations"] != spec.iterations and (spec.target or CASES[spec.pipeline].iterates):
+        iterates = bool(spec.target) or pipeline_case(spec.pipeline).iterates
+        if entry and entry["iterations"] != spec.iterations and iterates:
             warnings.append(f"{entry_name} ({key}): {spec.iterations} iterations now, {entry['iterations']} in the "
                             f"baseline; growth and steady figures compare best at equal lengths")
         recorded_kernels = (entry or {}).get("blas_kernels") or []

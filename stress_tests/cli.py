@@ -25,7 +25,8 @@ _EXAMPLES = {
             "      --iterations 300   # your own callable, under your venv"),
     "matrix": ("example:\n  memgate matrix --model mlp,u2netp --mode all --pipeline reinfer,recompile \\\n"
                "      --allocator all --tunable arena_max=default,1 --iterations 200 -j 2 --json results.json\n"
-               "  memgate matrix --target app/cache.py:Cache,app.parse:parse --allocator all --iterations 200"),
+               "  memgate matrix --target app/cache.py:Cache,app.parse:parse --allocator all --iterations 200\n"
+               "  memgate matrix ... --shard 2/4 --json shard-2.json   # one of 4 CI jobs; the same on every machine"),
     "hunt": ("example:\n  memgate hunt --pipeline reinfer --model mlp --iterations 60\n"
              "  memgate hunt --model mlp --inject-leak 16KiB --frames 3   # the injected leak's file:line\n"
              "  memgate hunt --target app/cache.py:Cache --frames 5           # where your code's memory grows\n"
@@ -36,12 +37,14 @@ _EXAMPLES = {
               "  memgate check --full -j 2 --out nightly-report\n"
               "  memgate check --project ../myapp   # its pyproject.toml [tool.memgate]: targets, allocators, "
               "profiles,\n                                     # iterations, baselines folder (found in the working "
-              "folder too)"),
+              "folder too)\n"
+              "  memgate check --full --allocators glibc,jemalloc --shard 3/8 --out shard-3   # one CI job of 8"),
     "compare": ("example:\n  memgate compare memgate-report/results.json --baselines baselines/ --strict\n\n"
                 "exit codes: 0 no regression, 1 a regression (or, with --strict, a cell without baseline)"),
     "baseline": ("example:\n  memgate baseline update memgate-report/results.json\n"
                  "  memgate baseline merge shard-*/results.json --out baselines/"),
     "report": ("example:\n  memgate report results.json --out memgate-report\n"
+               "  memgate report shard-*/results.json --out memgate-report   # shards combined\n"
                "  memgate report results.json --out memgate-report --baselines baselines/\n\n"
                "writes summary.md, junit.xml, plots/*.png and index.html into --out;\n"
                "without --baselines the report shows the verdicts only\n\n"
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         add_options(p, CELL, multi=name == "matrix", title="cell")
         add_options(p, CORE, title="runtime Core")
-        add_options(p, OUTPUT + (("jobs",) if name == "matrix" else ()), title="output")
+        add_options(p, OUTPUT + (("jobs", "shard") if name == "matrix" else ()), title="output")
         if name == "hunt":
             p.add_argument("--frames", type=int, default=1, metavar="N",
                            help="tracemalloc frames per site (more shows the callers)")
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     text = "write the report of a results file: Markdown summary, JUnit XML, PNG plots, one HTML page"
     p = sub.add_parser("report", help=text, description=text, epilog=_EXAMPLES["report"],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", metavar="RESULTS.json")
+    p.add_argument("results", nargs="+", metavar="RESULTS.json", help="several (shards') files are combined")
     add_options(p, ("out", "baselines"))
     p.set_defaults(out="memgate-report")
     return parser
@@ -270,6 +273,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     for spec in specs:
         _checked(functools.partial(check, spec))
     err = _console(stderr=True)
+    specs = _shard(specs, args.shard, err)
+    if not specs:
+        return EXIT_OK
     tasks: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal) as progress:
@@ -295,6 +301,23 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     matrix_table(results, _console())
     _save(args.json or "memgate-results.json", results, args.argv)
     return _exit_code(results)
+
+
+def _shard(specs: list[Any], shard: Any, err: Any) -> list[Any]:
+    """The cells of ``--shard K/N`` (all without it), saying how the whole list split."""
+    if shard is None:
+        return specs
+    from .shard import describe, select
+
+    parts = describe(specs, shard.count)
+    mine = select(specs, shard)
+    err.print(f"shard {shard}: {len(mine)} of {len(specs)} cells; expected seconds per shard: "
+              + ", ".join(f"{i + 1}: {cells} cells ~{cost:.0f} s" for i, (cells, cost) in enumerate(parts)),
+              markup=False, highlight=False)
+    if not mine:  # more shards than cells: this job has nothing to do, which is not an error
+        err.print(f"shard {shard} is empty ({len(specs)} cells for {shard.count} shards): nothing to run",
+                  markup=False, highlight=False)
+    return mine
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -368,6 +391,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         specs = _checked(lambda: gate.specs(rows, allocators, profiles, repeat=args.repeat, blas_kernels=kernels))
     if not specs:
         raise UsageError("no cells to run: no allocator installed or selected")
+    if args.shard is not None and not args.allocators:
+        _console(stderr=True).print("note: --shard without --allocators splits the cells of the allocators "
+                                    "installed here; give every job the same --allocators", markup=False)
+    specs = _shard(specs, args.shard, _console(stderr=True))
+    if not specs:
+        return EXIT_OK
     for spec in dict.fromkeys(specs):
         _checked(functools.partial(check, spec))
     baselines = _baselines_dir(args)

@@ -185,5 +185,12 @@ def doctor_report(info: dict[str, Any], console: Console) -> None:
         status = "[green]installed[/green]" if row["installed"] else "[yellow]missing[/yellow]"
         t.add_row(row["name"], status, row["path"] or "", row.get("version") or "", row.get("verified", ""))
     console.print(t)
+    runtimes = Table(title="runtimes (--runtime NAME)", title_justify="left", show_edge=False)
+    for col in ("name", "version", "from"):
+        runtimes.add_column(col, overflow="fold")
+    for row in info.get("runtimes", []):
+        version = row["version"] or f"[yellow]unavailable[/yellow]: {escape(row['error'])}"
+        runtimes.add_row(row["name"], version, row["source"])
+    console.print(runtimes)
     for line in info.get("problems", []):
         console.print(f"[yellow]![/yellow] {line}", highlight=False)

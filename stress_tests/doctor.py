@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -79,5 +80,9 @@ def diagnose(require_allocators: bool = False) -> dict[str, Any]:
         zoo_text = f"{len(zoo.names())} models ({', '.join(zoo.names()[:8])}, ...)"
     except ImportError as e:
         zoo_text = f"not available ({e})"
+    from .adapters import discover as discover_runtimes
+
+    runtimes, runtime_problems = discover_runtimes()
+    problems += runtime_problems
     return {"fingerprint": fp, "allocators": rows, "probe": cost, "peak_reset": peak, "zoo": zoo_text,
-            "problems": problems, "fatal": fatal}
+            "runtimes": [dataclasses.asdict(r) for r in runtimes], "problems": problems, "fatal": fatal}

@@ -154,7 +154,8 @@ def fingerprint(allocators: bool = True) -> dict[str, Any]:
         "cpu": cpu_model(), "cpu_count": os.cpu_count(), "glibc": glibc,
         "python": py, "python_implementation": platform.python_implementation(), "python_executable": sys.executable,
         "numpy": _version("numpy"), "blas": numpy_blas(), "onnx": _version("onnx"),
-        "onnxruntime": _version("onnxruntime"), "runtime": runtime_version, "scipy": _version("scipy"),
+        "onnxruntime": _version("onnxruntime"), "openvino": _version("openvino"), "runtime": runtime_version,
+        "scipy": _version("scipy"),
         "memory_total": _mem_total(), "page_size": _page_size(),
     }
     if allocators:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .adapters import MODES, RUNTIMES
+from .adapters import MODES, RUNTIMES, runtime_names
 from .allocators import ALLOCATORS, AllocatorError, parse_tunable
-from .pipelines import PIPELINES
+from .pipelines import PIPELINE_NAMES, PIPELINES
 from .spec import CellSpec, CoreOptions, SpecError
 from .units import parse_size
 
@@ -49,6 +49,15 @@ def _size(text: str) -> int:
     try:
         return parse_size(text)
     except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _shard(text: str) -> Any:
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except SpecError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
@@ -87,16 +96,21 @@ class Option:
 
 
 OPTIONS: dict[str, Option] = {o.dest: o for o in (
-    Option(("--pipeline",), {"default": "reinfer", "metavar": "NAME", "help": f"pipeline: {', '.join(PIPELINES)}"},
-           PIPELINES, multi=True),
+    Option(("--pipeline",), {"default": "reinfer", "metavar": "NAME",
+                             "help": f"pipeline: {', '.join(PIPELINES)}, or one of OpenVINO's memleaks names "
+                                     f"({', '.join(n for n in PIPELINE_NAMES if n not in PIPELINES)})"},
+           PIPELINE_NAMES, multi=True),
     Option(("--model",), {"default": "mlp", "metavar": "NAME|PATH", "help": "zoo model name or .onnx path"},
            multi=True),
     Option(("--model-option",), {"action": "append", "type": _key_value, "default": [], "metavar": "KEY=VALUE",
                                  "dest": "model_options", "help": "zoo generator option, e.g. size=64 (repeatable)"}),
     Option(("--mode",), {"default": "default", "metavar": "MODE", "help": f"memory mode: {', '.join(MODES)}"},
            MODES, multi=True),
-    Option(("--runtime",), {"default": "builtin", "metavar": "NAME", "help": f"runtime: {', '.join(RUNTIMES)}"},
-           RUNTIMES, multi=True),
+    # No static choices: entry points add runtimes, so the name is checked when the cell is.
+    Option(("--runtime",), {"default": "builtin", "metavar": "NAME",
+                            "help": f"runtime: {', '.join(RUNTIMES)} or one an entry point of the group "
+                                    f"memgate.runtimes adds (memgate doctor lists them)"},
+           multi=True),
     Option(("--allocator",), {"default": "glibc", "metavar": "NAME", "help": f"allocator: {', '.join(ALLOCATORS)}"},
            ALLOCATORS, multi=True),
     Option(("--allocator-path",), {"default": None, "metavar": "PATH", "help": "preload this allocator library"}),
@@ -161,6 +175,9 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in (
                             "help": "the project whose pyproject.toml [tool.memgate] is the gating set and names "
                                     "the baselines folder (default: the working folder's, when it has one)"}),
     Option(("--full",), {"action": "store_true", "help": "the nightly set: thousands of iterations, larger models"}),
+    Option(("--shard",), {"type": _shard, "default": None, "metavar": "K/N",
+                          "help": "run only shard K of N: a deterministic split of the cells balanced by expected "
+                                  "cost, the same on every machine given the same cell list"}),
     Option(("--repeat",), {"type": _positive, "default": 1, "metavar": "N",
                            "help": "run every cell N times (records the spread a baseline's tolerance needs)"}),
     Option(("--blas-kernels",), {"default": "", "metavar": "LIST",
@@ -175,9 +192,8 @@ CELL = ("target", "target_args", "python", "pipeline", "model", "model_options",
         "python_malloc", "seed")
 CORE = ("no_mmap", "cache_dir", "compile_threads", "static_memory_policy", "atomic_clean_policy", "trim_on_release")
 OUTPUT = ("json", "require_allocators", "workdir")
-GATE = ("project", "models", "allocators", "profile", "full", "repeat", "blas_kernels", "baselines", "strict",
-        "gate_latency", "out", "jobs",
-        "workdir")
+GATE = ("project", "models", "allocators", "profile", "full", "repeat", "shard", "blas_kernels", "baselines",
+        "strict", "gate_latency", "out", "jobs", "workdir")
 
 
 def add_options(parser: argparse.ArgumentParser, names: Sequence[str], *, multi: bool = False,
@@ -230,7 +246,9 @@ def specs_from_matrix_args(ns: argparse.Namespace) -> list[CellSpec]:
     # With --target the cells are targets x allocators x tunables: pipeline, model, mode and runtime mean nothing.
     crossed = ("target", "allocator") if ns.target else ("model", "mode", "pipeline", "runtime", "allocator")
     axes: dict[str, list[Any]] = {
-        name: split_list(getattr(ns, name), OPTIONS[name].choices, name.replace("_", " ")) for name in crossed
+        name: split_list(getattr(ns, name), runtime_names() if name == "runtime" else OPTIONS[name].choices,
+                         name.replace("_", " "))
+        for name in crossed
     }
     axes["tunables"] = tunable_sets(ns.tunables)  # type: ignore[assignment]
     base = spec_from_args(ns, pipeline=PIPELINES[0], model="", mode=MODES[0], runtime=RUNTIMES[0],
@@ -252,9 +270,9 @@ def check(spec: CellSpec, validate: Callable[[CellSpec], None] | None = None) ->
         if validate is not None:
             validate(spec)
         return
-    if spec.pipeline not in PIPELINES:
-        raise SpecError(f"unknown pipeline {spec.pipeline!r}; choose from {', '.join(PIPELINES)}")
-    for name, value, choices in (("mode", spec.mode, MODES), ("runtime", spec.runtime, RUNTIMES)):
+    if spec.pipeline not in PIPELINE_NAMES:
+        raise SpecError(f"unknown pipeline {spec.pipeline!r}; choose from {', '.join(PIPELINE_NAMES)}")
+    for name, value, choices in (("mode", spec.mode, MODES), ("runtime", spec.runtime, runtime_names())):
         if value not in choices:
             raise SpecError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
     _check_allocator(spec)

@@ -14,6 +14,12 @@ created, back to what existed after setup, then asks the runtime to give memory 
 - ``multi_graph``: ``graphs`` compiled copies of the model sharing one arena (static_memory_policy 2).
 - ``threads``: ``threads`` threads, each inferring on its own request, every iteration.
 - ``memcheck``: no iterations; each stage's memory delta and peak, once, in a fresh process.
+
+OpenVINO's memleaks pipelines (tests/stress_tests/memleaks_tests) run under their own names
+(``OPENVINO_CASES``, the mapping table in docs/adapters.md): two are aliases of the cases above
+(``infer_request_inference`` = recreate_core, ``reinfer_request_inference`` = reinfer), six
+are cases of their own. They are not in the gating set: ``PIPELINES`` names memgate's cases,
+``PIPELINE_NAMES`` every name ``--pipeline`` accepts.
 """
 
 from __future__ import annotations
@@ -71,6 +77,9 @@ Step = Callable[[Context], None]
 
 def create_core(ctx: Context) -> None:
     ctx.core = ctx.adapter.create_core(ctx.options)
+    for note in getattr(ctx.adapter, "notes", ()):  # what the adapter could not apply, said once
+        if note not in ctx.notes:
+            ctx.notes.append(note)
 
 
 def read_model(ctx: Context) -> None:
@@ -92,6 +101,14 @@ def compile_model(ctx: Context) -> None:
 
 def compile_graphs(ctx: Context) -> None:
     ctx.compiled = [_compile(ctx, ctx.mode) for _ in range(ctx.spec.graphs)]
+
+
+def compile_streams(ctx: Context) -> None:
+    """Compile for ``spec.threads`` streams and create the requests the runtime asks for."""
+    source, ctx.model = (ctx.model if ctx.model is not None else ctx.model_path), None
+    compiled, n = ctx.adapter.compile_streams(ctx.core, source, ctx.mode, ctx.spec.threads)
+    ctx.compiled = [compiled]
+    ctx.requests = [ctx.adapter.create_request(compiled) for _ in range(n)]
 
 
 def create_request(ctx: Context) -> None:
@@ -129,6 +146,31 @@ def infer_threads(ctx: Context) -> None:
         ctx.memory_stats = ctx.adapter.memory_stats(ctx.compiled[0])
 
 
+def request_and_infer_in_thread(ctx: Context) -> None:
+    """A new thread creates a request on the compiled model and infers once, then ends."""
+    def work() -> None:
+        ctx.requests = [ctx.adapter.create_request(ctx.compiled[0])]
+        infer(ctx)
+
+    _in_thread(work, "request-and-infer")
+
+
+def _in_thread(work: Callable[[], None], name: str) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as e:  # noqa: BLE001  (re-raised in the main thread below)
+            errors.append(e)
+
+    t = threading.Thread(target=run, name=name)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
 def each_mode(ctx: Context) -> None:
     """Compile, request and infer under every mode of the runtime, one after the other."""
     for mode in ctx.adapter.modes:
@@ -141,19 +183,20 @@ def each_mode(ctx: Context) -> None:
 def warm_cache(ctx: Context) -> None:
     """Compile once so the cache holds the model, then drop the compiled model."""
     _compile(ctx, ctx.mode)
-    ctx.adapter.release()
+    ctx.adapter.release(())
 
 
 def release(ctx: Context) -> None:
     ctx.restore()
-    ctx.adapter.release()
+    ctx.adapter.release(tuple(ctx.compiled or ()))  # memcheck releases before any mark: nothing is kept
 
 
 STEPS: dict[str, Step] = {
     "create_core": create_core, "read_model": read_model, "compile": compile_model,
     "compile_graphs": compile_graphs, "create_request": create_request,
     "create_thread_requests": create_thread_requests, "infer": infer, "infer_threads": infer_threads,
-    "each_mode": each_mode, "warm_cache": warm_cache, "release": release,
+    "each_mode": each_mode, "warm_cache": warm_cache, "release": release, "compile_streams": compile_streams,
+    "request_and_infer_in_thread": request_and_infer_in_thread,
 }
 
 
@@ -187,6 +230,30 @@ CASES: dict[str, Case] = {
     "memcheck": Case(("create_core", "read_model", "compile", "create_request", "infer", "infer", "release")),
 }
 PIPELINES = tuple(CASES)
+
+_READ_COMPILE = ("read_model", "compile")
+#: OpenVINO's memleaks pipeline names; each runs what OpenVINO's test of that name runs per iteration.
+OPENVINO_CASES: dict[str, Case] = {
+    "create_compiled_model": Case((), ("create_core",) + _READ_COMPILE + ("release",)),
+    "recreate_compiled_model": Case(("create_core",), _READ_COMPILE + ("release",)),
+    "create_infer_request": Case((), ("create_core",) + _READ_COMPILE + ("create_request", "release")),
+    "recreate_infer_request": Case(("create_core",) + _READ_COMPILE, ("create_request", "release")),
+    "infer_request_inference": CASES["recreate_core"],
+    "reinfer_request_inference": CASES["reinfer"],
+    "recreate_and_infer_in_thread": Case(("create_core",) + _READ_COMPILE, ("request_and_infer_in_thread",
+                                                                            "release")),
+    "inference_with_streams": Case((), ("create_core", "read_model", "compile_streams", "infer", "release")),
+}
+ALL_CASES: dict[str, Case] = {**CASES, **OPENVINO_CASES}
+PIPELINE_NAMES = tuple(ALL_CASES)
+
+
+def case(name: str) -> Case:
+    """The case a pipeline name runs (memgate's own or OpenVINO's name)."""
+    try:
+        return ALL_CASES[name]
+    except KeyError:
+        raise KeyError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINE_NAMES)}") from None
 
 
 def stage_names(steps: tuple[str, ...], prefix: str = "") -> list[str]:

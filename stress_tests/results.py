@@ -104,6 +104,27 @@ def read_results(path: str | Path) -> Results:
     return from_dict(data, str(path))
 
 
+def combine(parts: Sequence[Results]) -> tuple[Results, list[str]]:
+    """Shards' (or machines') results as one: their cells in the given order, the first fingerprint.
+
+    Returns the combined results and notes: where the parts' environment keys differ, figures
+    from different machines sit side by side, which a reader must know.
+    """
+    if not parts:
+        raise ResultsError("no results to combine")
+    if len(parts) == 1:
+        return parts[0], []
+    keys = sorted({str(r.fingerprint.get("key")) for r in parts})
+    notes = [f"combined {len(parts)} results files with {sum(len(r.cells) for r in parts)} cells"]
+    if len(keys) > 1:
+        notes.append(f"the results come from different environments ({', '.join(keys)}); "
+                     f"the report shows the first one's fingerprint")
+    first = parts[0]
+    cells = [c for r in parts for c in r.cells]
+    return Results(cells, dict(first.fingerprint), list(first.command), max(r.created for r in parts),
+                   first.memgate), notes
+
+
 def from_dict(data: Any, where: str = "results") -> Results:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ResultsError(f"{where}: not a memgate results file (no \"schema\": \"{SCHEMA}\")")

@@ -57,7 +57,19 @@ def child_env(spec: CellSpec, found: allocators.Found, base: Mapping[str, str] |
     if spec.python_malloc:  # pymalloc off: Python's small objects become visible to the heap counter
         env["PYTHONMALLOC"] = "malloc"
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash leaves a Python traceback in the stderr tail
+    for key, value in adapter_environment(spec).items():
+        env.setdefault(key, value)  # a workaround the caller overrode stays overridden (and is recorded)
     return env
+
+
+def adapter_environment(spec: CellSpec) -> dict[str, str]:
+    """What the cell's runtime adapter needs in the child's environment under its allocator."""
+    from .adapters import AdapterError, adapter_class
+
+    try:
+        return dict(adapter_class(spec.runtime).environment(spec.allocator))
+    except AdapterError:
+        return {}  # the child reports the unknown or broken runtime as the cell's result
 
 
 def run_cell(spec: CellSpec, *, workdir: Path | None = None, require_allocators: bool = False,
@@ -135,14 +147,20 @@ def _spawn(spec: CellSpec, env: dict[str, str], cell_dir: Path, command: list[st
     if timed_out:
         return _from_journal(spec, result_path, "timeout", f"no result after {spec.timeout:g} s; process group killed",
                              rc, None, stderr)
+    from .crashes import explain
+
     if rc < 0:
         name = _signal_name(-rc)
         reason = f"killed by {name}"
         if -rc == signal.SIGKILL:
             reason += _oom_evidence(oom_before)
-        return _from_journal(spec, result_path, "crashed", reason, rc, name, stderr)
-    last = stderr.strip().splitlines()[-1] if stderr.strip() else "no stderr"
-    return _from_journal(spec, result_path, "crashed", f"exited with code {rc}: {last}", rc, None, stderr)
+        result = _from_journal(spec, result_path, "crashed", reason, rc, name, stderr)
+    else:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no stderr"
+        result = _from_journal(spec, result_path, "crashed", f"exited with code {rc}: {last}", rc, None, stderr)
+    # faulthandler's traceback pushes libc's one line out of the tail: look further back for it
+    result.reason += explain(spec.runtime, spec.allocator, _tail(cell_dir / "stderr", lines=400))
+    return result
 
 
 def _wait(proc: subprocess.Popen, spec: CellSpec, journal: Path, on_progress: Progress | None) -> bool:

@@ -107,6 +107,7 @@ def verify(spec: CellSpec) -> Applied:
 
 def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     applied = verify(spec)
+    _record_adapter_env(spec, applied)
     probe = make_probe()
     probe_info: dict[str, Any] = {"source": probe.source, "peak_reset": probe.peak_reset,
                                   "peak_reset_error": getattr(probe, "peak_reset_error", ""), "gc_per_iteration": True}
@@ -121,7 +122,7 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     from .adapters import AdapterError, get_adapter
     from .models import load_feeds
 
-    case = pipelines.CASES[spec.pipeline]
+    case = pipelines.case(spec.pipeline)
     try:
         adapter = get_adapter(spec.runtime)
         mode = case.mode or spec.mode
@@ -163,6 +164,25 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     result.notes += ctx.notes
     probe.close()
     return result
+
+
+def _record_adapter_env(spec: CellSpec, applied: Applied) -> None:
+    """The variables the adapter asked the parent to set (workarounds), as this process has them."""
+    from .adapters import AdapterError, adapter_class
+
+    try:
+        wanted_env = adapter_class(spec.runtime).environment(spec.allocator)
+    except AdapterError:
+        return  # said below, when the adapter is constructed
+    for key, wanted in wanted_env.items():
+        value = os.environ.get(key)
+        if value is not None:
+            applied.env[key] = value
+        if value == wanted:
+            applied.notes.append(f"{spec.runtime} under {spec.allocator}: {key}={value} set by its adapter")
+        else:
+            applied.notes.append(f"{spec.runtime} under {spec.allocator}: its adapter asks for {key}={wanted}, "
+                                 f"the environment has {key}={value or '(unset)'}")
 
 
 def _heap_counter(spec: CellSpec, applied: Applied, probe_info: dict[str, Any]) -> HeapCounter | None:

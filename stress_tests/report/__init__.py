@@ -70,14 +70,17 @@ def _remove_stale(plots_dir: Path, keep: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def report_from_file(results_path: str | Path, out_dir: str | Path,
+def report_from_file(results_path: str | Path | Sequence[str | Path], out_dir: str | Path,
                      baselines: str | Path | None = None) -> tuple[Path, list[str]]:
-    """``memgate report``: read a results file, compare when asked and possible, write; (page, notes).
+    """``memgate report``: read a results file (or several: shards, combined), compare when asked
+    and possible, write; (page, notes).
 
     Raises ``ResultsError`` for an unreadable results file.
     """
-    results = read_results(results_path)
-    notes: list[str] = []
+    from ..results import combine
+
+    paths = [results_path] if isinstance(results_path, (str, Path)) else list(results_path)
+    results, notes = combine([read_results(p) for p in paths])
     comparison = None
     if baselines is not None:
         comparison, note = _compare(results, Path(baselines))

@@ -60,7 +60,7 @@ def tox_calls(run: str, values: dict[str, str]) -> list[tuple[str, str]]:
     for key, value in values.items():
         run = re.sub(r"\$\{\{\s*matrix\." + re.escape(key) + r"\s*\}\}", str(value), run)
     calls = []
-    for m in re.finditer(r"\btox\b(?:\s+p(?:arallel)?)?((?:\s+-[em]\s+\S+|\s+--?\S+)*)", run):
+    for m in re.finditer(r"\btox\b(?:\s+(?:p|parallel|exec)\b)?((?:\s+-[em]\s+\S+|\s+--?\S+)*)", run):
         for flag, names in re.findall(r"-([em])\s+(\S+)", m.group(1)):
             calls += [("env" if flag == "e" else "label", n) for n in names.split(",") if n]
     return calls

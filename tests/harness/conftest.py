@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from stress_tests import allocators
+
+#: The distribution name of the throwaway third-party runtimes the adapter tests install.
+EXAMPLE = "memgate_example_runtime"
 
 
 def tiny_model() -> onnx.ModelProto:
@@ -42,3 +46,23 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def installed_allocators() -> list[str]:
     return [f.name for f in allocators.discover() if f.installed]
+
+
+def install_distribution(root: Path, entry_points: dict[str, str], module_source: str | None = None,
+                         module: str = EXAMPLE) -> None:
+    """A minimal installed distribution: what ``pip install`` of a package with these entry points leaves."""
+    if module_source is not None:
+        (root / f"{module}.py").write_text(module_source, encoding="utf-8")
+    info = root / f"{EXAMPLE}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {EXAMPLE}\nVersion: 0.1\n", encoding="utf-8")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[memgate.runtimes]\n{lines}", encoding="utf-8")
+
+
+@pytest.fixture()
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder on sys.path here and on PYTHONPATH for children, as a site-packages would be."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    return tmp_path

@@ -9,7 +9,19 @@ import numpy as np
 import pytest
 
 from stress_tests.adapters import Adapter
-from stress_tests.pipelines import CASES, STEPS, Context, core_options, inject_leak, stage_names
+from stress_tests.pipelines import (
+    ALL_CASES,
+    CASES,
+    OPENVINO_CASES,
+    PIPELINE_NAMES,
+    PIPELINES,
+    STEPS,
+    Context,
+    case,
+    core_options,
+    inject_leak,
+    stage_names,
+)
 from stress_tests.spec import CellSpec, CoreOptions
 
 
@@ -46,22 +58,23 @@ class Recorder(Adapter):
         self.calls["infer"] += 1
         return {}
 
-    def release(self) -> dict[str, Any]:
+    def release(self, compiled: Any = ()) -> dict[str, Any]:
         self.calls["release"] += 1
+        self.calls["release:alive"] += len(compiled)
         return {}
 
 
 def run(pipeline: str, iterations: int = 3, **spec: Any) -> tuple[Recorder, Context]:
-    case = CASES[pipeline]
+    chosen = case(pipeline)
     cell = CellSpec(pipeline=pipeline, iterations=iterations, **spec)
     adapter = Recorder()
-    ctx = Context(cell, adapter, "m.onnx", {"x": np.zeros(1)}, core_options(cell, case, "/tmp/cache"),
-                  case.mode or cell.mode)
-    for step in case.setup:
+    ctx = Context(cell, adapter, "m.onnx", {"x": np.zeros(1)}, core_options(cell, chosen, "/tmp/cache"),
+                  chosen.mode or cell.mode)
+    for step in chosen.setup:
         STEPS[step](ctx)
     ctx.mark()
     for _ in range(iterations):
-        for step in case.body:
+        for step in chosen.body:
             STEPS[step](ctx)
     return adapter, ctx
 
@@ -125,7 +138,61 @@ def test_injected_leak_is_real_touched_memory() -> None:
     assert len(store) == 1 and len(store[0]) == 10000 and store[0][4096] == 0xA5
 
 
-@pytest.mark.parametrize("pipeline", sorted(CASES))
+@pytest.mark.parametrize("pipeline", sorted(ALL_CASES))
 def test_every_case_uses_known_steps(pipeline: str) -> None:
-    case = CASES[pipeline]
-    assert set(case.setup) | set(case.body) <= set(STEPS)
+    chosen = ALL_CASES[pipeline]
+    assert set(chosen.setup) | set(chosen.body) <= set(STEPS)
+
+
+# OpenVINO's memleaks pipelines: per iteration, what OpenVINO's test of that name does.
+def test_create_compiled_model_builds_a_core_and_compiles_each_iteration() -> None:
+    a, ctx = run("create_compiled_model")
+    assert a.calls["create_core"] == 3 and a.calls["read_model"] == 3 and a.calls["compile:default:read"] == 3
+    assert a.calls["create_request"] == 0 and a.calls["infer"] == 0 and ctx.compiled == []
+
+
+def test_recreate_compiled_model_reads_and_compiles_on_one_core() -> None:
+    a, _ = run("recreate_compiled_model")
+    assert a.calls["create_core"] == 1 and a.calls["read_model"] == 3 and a.calls["compile:default:read"] == 3
+    assert a.calls["infer"] == 0
+
+
+def test_create_infer_request_stops_before_inference() -> None:
+    a, _ = run("create_infer_request")
+    assert a.calls["create_core"] == 3 and a.calls["create_request"] == 3 and a.calls["infer"] == 0
+
+
+def test_recreate_infer_request_keeps_the_compiled_model_alive_for_release() -> None:
+    a, ctx = run("recreate_infer_request", iterations=4)
+    assert a.calls["compile:default:read"] == 1 and a.calls["create_request"] == 4 and a.calls["infer"] == 0
+    assert a.calls["release:alive"] == 4 and ctx.requests == [] and len(ctx.compiled) == 1
+
+
+def test_recreate_and_infer_in_thread_uses_a_new_thread_each_iteration(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    threads: list[str] = []
+    infer = Recorder.infer
+
+    def record(self: Recorder, request: Any, feeds: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return infer(self, request, feeds)
+
+    monkeypatch.setattr(Recorder, "infer", record)
+    a, ctx = run("recreate_and_infer_in_thread")
+    assert a.calls["compile:default:read"] == 1 and a.calls["create_request"] == 3 and a.calls["infer"] == 3
+    assert threads == ["request-and-infer"] * 3 and ctx.requests == []
+
+
+def test_inference_with_streams_infers_every_request_the_runtime_asks_for() -> None:
+    a, _ = run("inference_with_streams", threads=3, iterations=2)
+    assert a.calls["create_core"] == 2 and a.calls["create_request"] == 6 and a.calls["infer"] == 6
+
+
+def test_openvino_aliases_run_memgate_cases() -> None:
+    assert OPENVINO_CASES["infer_request_inference"] is CASES["recreate_core"]
+    assert OPENVINO_CASES["reinfer_request_inference"] is CASES["reinfer"]
+    assert set(PIPELINE_NAMES) == set(PIPELINES) | set(OPENVINO_CASES)
+    assert not set(OPENVINO_CASES) & set(PIPELINES), "the gating set runs memgate's own names only"
+    with pytest.raises(KeyError, match="unknown pipeline 'nope'"):
+        case("nope")
