@@ -8,7 +8,9 @@ Metrics of one cell (all lower-is-better; sizes in bytes, times in seconds):
   allocated, without the file-backed pages (mmap'd weights, libraries) the kernel maps on access;
 - ``steady_rss``: median VmRSS over the steady part (after the warm-up the leak analysis found),
   minus VmRSS at the cell's start (after the child's imports, before its first stage);
-- ``steady_anon``: the same for RssAnon;
+- ``steady_anon``: the same for RssAnon. Under jemalloc and mimalloc, whose purge timers decide
+  how many freed pages a loop holds, both levels are the reading after the loop with the allocator
+  settled (``worker.settled_end``) instead of the loop's median;
 - ``peak_hwm``: the loop's VmHWM at the last iteration (its running peak), minus VmRSS at the start;
 - ``growth``: the deciding series' (RssAnon, else VmRSS) Theil-Sen slope, bytes per iteration;
 - ``latency``: median seconds per iteration over the steady part;
@@ -168,10 +170,17 @@ def measure(result: CellResult) -> dict[str, Measure]:
     steady_anon = [v for v in result.series.get("RssAnon", [])[start:] if v is not None]
     file_moved = _file_pages_mapped(result, start)
     mapped = max(0.0, file_moved or 0.0)
+    settled = result.probe.get("settled_end") or {}
     if rss and rss0 is not None:
-        out["steady_rss"] = Measure(float(statistics.median(rss)) - rss0, _iqr(rss), mapped, file_moved)
+        if settled.get("VmRSS") is not None:  # a timer-driven allocator, settled after the loop
+            out["steady_rss"] = Measure(float(settled["VmRSS"]) - rss0, 0.0, mapped, file_moved)
+        else:
+            out["steady_rss"] = Measure(float(statistics.median(rss)) - rss0, _iqr(rss), mapped, file_moved)
     if steady_anon and anon0 is not None:
-        out["steady_anon"] = Measure(float(statistics.median(steady_anon)) - anon0, _iqr(steady_anon))
+        if settled.get("RssAnon") is not None:
+            out["steady_anon"] = Measure(float(settled["RssAnon"]) - anon0)
+        else:
+            out["steady_anon"] = Measure(float(statistics.median(steady_anon)) - anon0, _iqr(steady_anon))
     hwm = [v for v in result.series.get("VmHWM", []) if v is not None]
     if hwm and rss0 is not None:
         out["peak_hwm"] = Measure(float(hwm[-1]) - rss0, slack=mapped, file=file_moved)

@@ -156,6 +156,7 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     result = CellResult(spec, "ok", stages=stages, applied=applied, probe=probe_info)
     if case.iterates:
         _loop(spec, case, ctx, probe, counter, fields, trim, journal, result, str(job["workdir"]), settle)
+        settled_end(probe, settle, result)
     result.memory_stats = dict(ctx.memory_stats)
     if ctx.compile_cache:
         result.memory_stats["compile_cache"] = dict(ctx.compile_cache)
@@ -164,6 +165,24 @@ def run(spec: CellSpec, job: dict[str, Any], journal: Journal) -> CellResult:
     result.notes += ctx.notes
     probe.close()
     return result
+
+
+def settled_end(probe: Probe, settle: Settler | None, result: CellResult) -> None:
+    """After the loop of a timer-driven allocator: settle it and read VmRSS/RssAnon once more.
+
+    The steady levels of jemalloc and mimalloc cells hold however many freed pages their timers had
+    not yet returned: u2netp's reinfer under jemalloc ``narenas:1`` held RssAnon at 18.8 MiB above
+    its start for 20 iterations, then at 24.5 MiB for the rest, with the live heap at 5.8 MiB
+    throughout, and a repeat judged against its siblings failed ``steady_anon`` by 1.4x its
+    tolerance. ``metrics`` gates the settled reading for these allocators (what the program still
+    holds, plus fragmentation) and keeps the loop's median as information.
+    """
+    if settle is None:
+        return
+    gc.collect()
+    settle()
+    s = probe.sample()
+    result.probe["settled_end"] = {"VmRSS": s["VmRSS"], "RssAnon": s["RssAnon"]}
 
 
 def _record_adapter_env(spec: CellSpec, applied: Applied) -> None:

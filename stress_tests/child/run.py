@@ -29,6 +29,7 @@ from typing import Any
 
 from ..journal import Journal, journal_path
 from ..spec import CellResult, CellSpec, target_kind, write_json_atomic
+from ..worker import settled_end
 from . import OPTIONAL_HELPERS
 from .loop import TargetFailed, begin, failed, foreign_modules, iterate, settler, stage
 
@@ -83,6 +84,7 @@ def run(spec: CellSpec, journal: Journal) -> CellResult:
         gc.collect()
         gc.freeze()  # the target's import-time objects: out of the per-iteration collection's way
         iterate(spec, probe, fields, journal, result, call, settle, counter)
+        settled_end(probe, settle, result)
         if close is not None:
             memory, _ = stage(probe, "close", close, journal, "close()", settle, counter)
             result.stages.append(memory)

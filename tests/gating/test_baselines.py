@@ -85,6 +85,14 @@ def test_mapped_weights_widen_steady_rss_but_not_steady_anon() -> None:
     assert got["steady_anon"].value == 10 * MiB and got["steady_anon"].slack == 0
 
 
+def test_a_settled_reading_after_the_loop_is_the_steady_level_of_a_timer_driven_allocator() -> None:
+    c = cell(rss=50 * MiB)
+    c.probe["settled_end"] = {"VmRSS": 46 * MiB, "RssAnon": 45 * MiB}  # jemalloc, settled after the loop
+    got = metrics.measure(c)
+    assert got["steady_rss"].value == 6 * MiB and got["steady_anon"].value == 5 * MiB  # above the 40 MiB start
+    assert got["steady_anon"].spread == 0
+
+
 def _mapped_more(c: CellResult, at_import: int, later: int = 0) -> CellResult:
     """``c`` as another install would measure it: ``at_import`` more file pages resident from the start,
     ``later`` more mapped by the compile stage (both VmRSS only; RssAnon unchanged)."""

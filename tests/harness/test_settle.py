@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from stress_tests import allocators, settle
+from stress_tests import allocators, metrics, settle
 from stress_tests.runner import run_cells
 from stress_tests.spec import CellSpec
 
@@ -93,3 +94,8 @@ def test_jemalloc_stage_figures_do_not_depend_on_its_decay_timer(tmp_path: Path)
     assert unsettled[0] - unsettled[1] > 8 * MiB, unsettled  # the timer moves the raw reading a lot ...
     assert abs(settled[0] - settled[1]) < 2 * MiB, settled  # ... and not the gated one
     assert all(r.probe["settle"].startswith("mallctl") for r in runs)
+    # the steady levels too: read settled after the loop, not the loop's timer-dependent median
+    levels = [metrics.measure(r)["steady_anon"].value for r in runs]
+    medians = [statistics.median(r.series["RssAnon"]) - r.stages[0].anon_before for r in runs]
+    assert medians[0] - medians[1] > 8 * MiB, medians
+    assert abs(levels[0] - levels[1]) < 2 * MiB, levels
