@@ -206,6 +206,11 @@ def _from_journal(spec: CellSpec, result_path: Path, status: str, reason: str, r
                       stderr_tail=stderr, notes=p.notes)
 
 
+#: Allocators whose heap counter covers part of the process (mimalloc 2.0: the main thread's heap,
+#: ``heap.mimalloc_counter``): a flat figure there cannot prove RSS growth is only retention.
+PARTIAL_HEAP = frozenset({"mimalloc"})
+
+
 def finish(result: CellResult) -> CellResult:
     """Add the leak verdicts (in the parent: the analysis never runs inside a measured child)."""
     if result.status != "ok" or not result.series or not result.spec.pipeline or result.iterations_done == 0:
@@ -230,6 +235,12 @@ def finish(result: CellResult) -> CellResult:
         grown = [f"{k} {format_value(k, v.slope, signed=True)}/iteration" for k, v in verdicts.items()
                  if v.verdict == "leak"]
         result.reason = "memory grows: " + ", ".join(grown)
+    elif result.verdict == "retention" and (result.probe.get("heap") or {}).get("allocator") in PARTIAL_HEAP:
+        # The counter sees one thread's heap: RSS growing over it may be another thread's leak.
+        result.verdict = "inconclusive"
+        result.notes.append("RSS grows while the main thread's heap is flat, and this allocator's counter sees "
+                            "no other thread's heap: a leak in another thread and retention look alike here "
+                            "(judge it under glibc, jemalloc or tcmalloc, whose counters are process-wide)")
     elif result.verdict == "retention":
         grown = [f"{k} {format_size(v.slope, signed=True)}/iteration" for k, v in verdicts.items()
                  if v.verdict == "leak"]

@@ -295,3 +295,19 @@ def test_the_heap_decides_and_rss_over_a_flat_heap_is_retention() -> None:
     assert judged("inconclusive", "leak") == "inconclusive"
     assert judged(None, "leak") == "leak" and judged(None, "no-leak", hwm="leak") == "leak"  # no counter: RSS
     assert judged(None, "no-leak") == "no-leak"
+
+
+def test_retention_under_a_counter_of_one_thread_is_inconclusive_not_a_pass() -> None:
+    from stress_tests.runner import finish
+    from stress_tests.spec import CellResult, CellSpec
+
+    n = 60
+    rss = [40 * 2**20 + i * 64 * 1024 for i in range(n)]  # RSS +64 KiB/iteration
+    heap = [5 * 2**20] * n  # ... over a flat heap
+    def cell(allocator: str) -> CellResult:
+        series = {"VmRSS": rss, "VmHWM": rss, "RssAnon": rss, "HeapLive": heap, "PyBlocks": [1000] * n}
+        return finish(CellResult(CellSpec(iterations=n, allocator=allocator), "ok", series=series,
+                                 probe={"heap": {"allocator": allocator}}))
+    assert cell("glibc").verdict == "retention"  # mallinfo2 covers every arena: the program holds nothing more
+    only_main = cell("mimalloc")  # mimalloc's walk sees the main thread's heap: another thread may leak
+    assert only_main.verdict == "inconclusive" and any("no other thread" in n for n in only_main.notes)
