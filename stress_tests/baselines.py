@@ -481,11 +481,13 @@ def compare(results: Results | Sequence[CellResult] | str | Path, baselines_dir:
         if file_version < VERSION and entry:
             # A metric the file's version could not record is not judged (not even as new): a
             # version-1 file gates what it gated, and says how to gate the rest.
-            predating = [n for n in names if m.kind(n) in V2_KINDS and n not in base_metrics]
+            # (its absolute levels were dropped when read: they are not judged as new either)
+            predating = [n for n in names if (m.kind(n) in V2_KINDS or n in _V1_LEVELS) and n not in base_metrics]
             names = [n for n in names if n not in predating]
             if predating:
                 warnings.append(f"{key}: baseline version {file_version} predates the heap metrics "
-                                f"({', '.join(V2_KINDS)}); record it again (memgate baseline update) to gate them")
+                                f"({', '.join(V2_KINDS)}) and the levels above the post-import state "
+                                f"({', '.join(_V1_LEVELS)}); record it again (memgate baseline update) to gate them")
         for name in names:
             b = base_metrics.get(name)
             now = current.get(name)

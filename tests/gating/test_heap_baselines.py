@@ -30,7 +30,8 @@ def heap_cell(compile_heap: int = 8 * MiB, heap: int = 9 * MiB, heap_growth: flo
 def test_heap_metrics_are_measured() -> None:
     got = metrics.measure(heap_cell())
     assert got["heap_delta:compile"].value == 8 * MiB and got["heap_delta:create_core"].value == 0
-    assert got["steady_heap"].value == 9 * MiB and got["heap_growth"].value == 0.0
+    # a level, like every level, above the child's state after its imports (2 MiB of heap here)
+    assert got["steady_heap"].value == 7 * MiB and got["heap_growth"].value == 0.0
     assert metrics.tolerance("heap_delta:compile", 8 * MiB, 0) == 1 * MiB  # max(10%, 1 MiB)
     assert not {k for k in metrics.measure(cell()) if k.startswith(("heap", "steady_heap"))}  # no counter: none
 
@@ -62,7 +63,7 @@ def version_1(tmp_path: Path) -> Path:
 
 def test_version_1_files_are_read_and_their_missing_heap_metrics_fail_nothing(tmp_path: Path) -> None:
     path = version_1(tmp_path)
-    assert read_baseline(path)["version"] == 1
+    assert read_baseline(path)["migrated_from"] == 1  # read, and brought to the current version
     c = compare(results(heap_cell()), tmp_path)
     assert not c.new() and {r["verdict"] for r in c.rows} == {"ok"}
     assert not {r["metric"] for r in c.rows if r["metric"].startswith(("heap", "steady_heap"))}
