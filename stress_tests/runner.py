@@ -222,7 +222,9 @@ def finish(result: CellResult) -> CellResult:
         return result
     from .spec import ANALYZED
 
-    series = {k: [v for v in result.series[k] if v is not None] for k in ANALYZED if result.series.get(k)}
+    # IterPeak (each iteration's own peak) is judged beside the running peak VmHWM: see ``overall``.
+    series = {k: [v for v in result.series[k] if v is not None] for k in (*ANALYZED, "IterPeak")
+              if result.series.get(k)}
     series = {k: v for k, v in series.items() if len(v) == result.iterations_done}
     if not series:
         result.notes.append("no verdict: no analysable series")

@@ -251,6 +251,8 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounte
     hwm, own_peak = fields.index("VmHWM"), fields.index("IterPeak")
     at_heap = len(probe.fields)
     held = [0, 0]  # live bytes and blocks the hunter's own snapshots hold: not the program's
+    if counter is not None:
+        counter.prime()
     for i in range(total):
         if i == fault_at:
             _fault(fault_kind, fault_arg)

@@ -119,6 +119,8 @@ def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Jour
     at_heap = len(probe.fields)
     held = [0, 0]  # live bytes and blocks the hunter's own snapshots hold: not the program's
     first_peak = None
+    if counter is not None:
+        counter.prime()
     try:
         for i in range(total):
             probe.reset_peak()

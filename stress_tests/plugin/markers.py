@@ -54,7 +54,7 @@ def memleak(result: CellResult, *, max_growth_per_iter: str | int | None = None)
     verdict = result.verdict
     limit = None if max_growth_per_iter is None else parse_size(max_growth_per_iter)
     # the series the runner judged (complete ones), so a re-judgement sees what the verdict saw
-    series = {k: [v for v in result.series.get(k, []) if v is not None] for k in ANALYZED}
+    series = {k: [v for v in result.series.get(k, []) if v is not None] for k in (*ANALYZED, "IterPeak")}
     series = {k: v for k, v in series.items() if v and len(v) == result.iterations_done}
     if limit is not None and series:
         from dataclasses import replace

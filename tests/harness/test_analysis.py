@@ -311,3 +311,18 @@ def test_retention_under_a_counter_of_one_thread_is_inconclusive_not_a_pass() ->
     assert cell("glibc").verdict == "retention"  # mallinfo2 covers every arena: the program holds nothing more
     only_main = cell("mimalloc")  # mimalloc's walk sees the main thread's heap: another thread may leak
     assert only_main.verdict == "inconclusive" and any("no other thread" in n for n in only_main.notes)
+
+
+def test_a_running_peak_alone_is_no_leak_of_the_peak() -> None:
+    """VmHWM is the running maximum of the iterations' peaks: records of stationary noise rise."""
+    rng = np.random.default_rng(7)
+    n = 40
+    own = [float(30 * 2**20 + 4096 * int(x)) for x in rng.integers(0, 64, n)]  # peaks: noise, no trend
+    running = list(np.maximum.accumulate(own))
+    flat = [25.0 * 2**20] * n
+    judged = analyze_samples({"RssAnon": flat, "VmHWM": running, "IterPeak": own})
+    assert judged["IterPeak"].verdict != "leak"
+    assert overall(judged) != "leak"
+    # a real leak of the peak: each iteration's transient 64 KiB bigger, so both rise
+    grown = [30 * 2**20 + 65536.0 * i for i in range(n)]
+    assert overall(analyze_samples({"RssAnon": flat, "VmHWM": grown, "IterPeak": grown})) == "leak"
