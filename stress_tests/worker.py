@@ -18,6 +18,7 @@ process's own high-water mark.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -25,6 +26,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -227,14 +229,68 @@ def _heap_counter(spec: CellSpec, applied: Applied, probe_info: dict[str, Any]) 
     return counter
 
 
+class IterationRecorder:
+    """The per-iteration sample of a measured loop, into storage allocated before it.
+
+    Shared by the pipeline loop and a target's loop (``child.loop``): /proc figures, the heap
+    counter less what the harness's own hunters hold (``held``: live bytes, blocks), tracemalloc's
+    figure, each iteration's own peak and the running one, the latency, then the journal line.
+    """
+
+    def __init__(self, spec: CellSpec, probe: Probe, counter: HeapCounter | None, fields: tuple[str, ...],
+                 journal: Journal, result: CellResult) -> None:
+        self.spec, self.probe, self.counter, self.journal = spec, probe, counter, journal
+        self.buf = SeriesBuffer(fields, spec.total_iterations)
+        self.width = len(fields)
+        self.per_iteration_peak = probe.peak_reset == "clear_refs"
+        result.probe["peak_per_iteration"] = self.per_iteration_peak
+        result.probe["hwm_origin"] = "loop" if self.per_iteration_peak else "process"
+        self.hwm, self.own_peak = fields.index("VmHWM"), fields.index("IterPeak")
+        self.at_heap = len(probe.fields)
+        self.held = [0, 0]
+        if counter is not None:
+            counter.prime()
+
+    def hold(self, work: Callable[[], Any]) -> Any:
+        """Run the harness's own ``work`` (a hunter's snapshot): the heap it keeps is not the program's."""
+        if self.counter is None:
+            return work()
+        live, blocks = self.counter.live(), sys.getallocatedblocks()
+        out = work()
+        self.held[0] += self.counter.live() - live
+        self.held[1] += sys.getallocatedblocks() - blocks
+        return out
+
+    def record(self, i: int, latency: float, first_peak: int | None = None) -> None:
+        """Sample iteration ``i`` (``first_peak``: the first iteration's stages' peak, split by their resets)."""
+        buf, base = self.buf, i * self.width
+        self.probe.sample_into(buf.data, base)
+        if self.counter is not None:
+            self.counter.sample_into(buf.data, base + self.at_heap)
+            # tracemalloc keeps its traces and every traceback it ever saw on the heap: the hunt's, not the program's
+            own = tracemalloc_overhead() if self.spec.tracemalloc else 0
+            buf.data[base + self.at_heap] -= self.held[0] + own
+            buf.data[base + self.at_heap + 1] -= self.held[1]
+        if self.spec.tracemalloc:
+            buf.data[base + self.width - 1] = tracemalloc_current() or 0
+        if self.per_iteration_peak:
+            peak = buf.data[base + self.hwm]
+            if i == 0 and first_peak is not None:
+                peak = max(peak, first_peak)
+            buf.data[base + self.own_peak] = peak
+            buf.data[base + self.hwm] = max(peak, buf.data[base - self.width + self.hwm]) if i else peak
+        buf.latency[i] = latency
+        buf.filled = i + 1
+        self.journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + self.width]], latency)
+
+
 def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounter | None, fields: tuple[str, ...],
           trim: Any, journal: Journal, result: CellResult, workdir: str = ".", settle: Settler | None = None) -> None:
     from . import pipelines
     from .hunt import Hunter
 
     total = spec.total_iterations
-    buf = SeriesBuffer(fields, total)
-    width = len(fields)
+    rec = IterationRecorder(spec, probe, counter, fields, journal, result)
     steps = [pipelines.STEPS[s] for s in case.body]
     first_names = pipelines.stage_names(case.body, prefix="iter1 ")
     leak_store: list[bytearray] = []
@@ -245,29 +301,19 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounte
         from .native import NativeHunter
 
         native = NativeHunter(total, spec.warmup, workdir)
-    per_iteration_peak = probe.peak_reset == "clear_refs"
-    result.probe["peak_per_iteration"] = per_iteration_peak
-    result.probe["hwm_origin"] = "loop" if per_iteration_peak else "process"
-    hwm, own_peak = fields.index("VmHWM"), fields.index("IterPeak")
-    at_heap = len(probe.fields)
-    held = [0, 0]  # live bytes and blocks the hunter's own snapshots hold: not the program's
-    if counter is not None:
-        counter.prime()
     for i in range(total):
         if i == fault_at:
             _fault(fault_kind, fault_arg)
         if native is not None and i in native.points:
             # memray's own buffers are not the program's: the heap they take is held aside like the hunter's
-            live, blocks = (counter.live(), sys.getallocatedblocks()) if counter is not None else (0, 0)
-            native.before_iteration(i)
-            if counter is not None:
-                held[0] += counter.live() - live
-                held[1] += sys.getallocatedblocks() - blocks
+            rec.hold(functools.partial(native.before_iteration, i))
         probe.reset_peak()
+        first_peak = None
         if i == 0:  # the first iteration's steps are stages: where a pipeline's memory goes
             t0 = time.perf_counter()
             result.stages += [measure(probe, n, s, ctx, journal, settle, counter) for n, s in zip(first_names, steps)]
             latency = time.perf_counter() - t0
+            first_peak = max((s.peak for s in result.stages[-len(steps):] if s.peak is not None), default=None)
         else:
             t0 = time.perf_counter()
             for step in steps:
@@ -277,33 +323,13 @@ def _loop(spec: CellSpec, case: Any, ctx: Any, probe: Probe, counter: HeapCounte
         gc.collect()
         if trim is not None:
             trim(0)
-        base = i * width
-        probe.sample_into(buf.data, base)
-        if counter is not None:
-            counter.sample_into(buf.data, base + at_heap)
-            # tracemalloc keeps its traces and every traceback it ever saw on the heap: the hunt's, not the program's
-            own = tracemalloc_overhead() if spec.tracemalloc else 0
-            buf.data[base + at_heap] -= held[0] + own
-            buf.data[base + at_heap + 1] -= held[1]
-        if spec.tracemalloc:
-            buf.data[base + width - 1] = tracemalloc_current() or 0
-        if per_iteration_peak:
-            peak = buf.data[base + hwm]
-            if i == 0:  # the stage resets split the first iteration's peak
-                peak = max([s.peak for s in result.stages[-len(steps):] if s.peak is not None] + [peak])
-            buf.data[base + own_peak] = peak
-            buf.data[base + hwm] = max(peak, buf.data[base - width + hwm]) if i else peak
-        buf.latency[i] = latency
-        buf.filled = i + 1
-        journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + width]], latency)
+        rec.record(i, latency, first_peak)
         if hunter is not None:
-            if counter is not None and i in hunter.points:
-                live, blocks = counter.live(), sys.getallocatedblocks()
-                hunter.after_iteration(i)
-                held[0] += counter.live() - live
-                held[1] += sys.getallocatedblocks() - blocks
+            if i in hunter.points:
+                rec.hold(functools.partial(hunter.after_iteration, i))
             else:
                 hunter.after_iteration(i)
+    buf = rec.buf
     result.series = buf.series()
     result.latency = list(buf.latency)
     if hunter is not None:

@@ -12,6 +12,7 @@ the traceback (the user's frames, not ours), and the samples taken so far are ke
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -21,9 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..journal import Journal
-from ..probes import Probe, SeriesBuffer, make_probe, tracemalloc_current, tracemalloc_overhead, tracemalloc_start
+from ..probes import Probe, make_probe, tracemalloc_start
 from ..spec import Applied, CellResult, CellSpec
-from ..worker import _asdict, _heap_counter, _malloc_trim, _settler, measure, verify
+from ..worker import IterationRecorder, _asdict, _heap_counter, _malloc_trim, _settler, measure, verify
 
 #: What the stages and the first call are named in results and reports.
 FIRST_CALL = "iter1 call"
@@ -110,21 +111,13 @@ def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Jour
 
         hunter = Hunter(spec, spec.total_iterations)
     total = spec.total_iterations
-    buf = SeriesBuffer(fields, total)
-    width = len(fields)
-    per_iteration_peak = probe.peak_reset == "clear_refs"
-    result.probe["peak_per_iteration"] = per_iteration_peak
-    result.probe["hwm_origin"] = "loop" if per_iteration_peak else "process"
-    hwm, own_peak = fields.index("VmHWM"), fields.index("IterPeak")
-    at_heap = len(probe.fields)
-    held = [0, 0]  # live bytes and blocks the hunter's own snapshots hold: not the program's
-    first_peak = None
-    if counter is not None:
-        counter.prime()
+    rec = IterationRecorder(spec, probe, counter, fields, journal, result)
+    buf = rec.buf
     try:
         for i in range(total):
             probe.reset_peak()
             t0 = time.perf_counter()
+            first_peak = None
             if i == 0:
                 memory, _ = stage(probe, FIRST_CALL, call, journal, "the first call", settle, counter)
                 result.stages.append(memory)
@@ -138,30 +131,9 @@ def iterate(spec: CellSpec, probe: Probe, fields: tuple[str, ...], journal: Jour
             gc.collect()
             if trim is not None:
                 trim(0)
-            base = i * width
-            probe.sample_into(buf.data, base)
-            if counter is not None:
-                counter.sample_into(buf.data, base + at_heap)
-                # tracemalloc's traces live on the heap too: the hunt's memory, not the target's
-                buf.data[base + at_heap] -= held[0] + (tracemalloc_overhead() if spec.tracemalloc else 0)
-                buf.data[base + at_heap + 1] -= held[1]
-            if spec.tracemalloc:
-                buf.data[base + width - 1] = tracemalloc_current() or 0
-            if per_iteration_peak:
-                peak = buf.data[base + hwm]
-                if i == 0 and first_peak is not None:  # the stage's reset split the first call's peak
-                    peak = max(peak, first_peak)
-                buf.data[base + own_peak] = peak
-                buf.data[base + hwm] = max(peak, buf.data[base - width + hwm]) if i else peak
-            buf.latency[i] = latency
-            buf.filled = i + 1
-            journal.sample(i, [None if v < 0 else v for v in buf.data[base:base + width]], latency)
+            rec.record(i, latency, first_peak)
             if hunter is not None:
-                live, blocks = (counter.live(), sys.getallocatedblocks()) if counter is not None else (0, 0)
-                hunter.after_iteration(i)
-                if counter is not None:
-                    held[0] += counter.live() - live
-                    held[1] += sys.getallocatedblocks() - blocks
+                rec.hold(functools.partial(hunter.after_iteration, i))
     finally:
         result.series = buf.series()
         result.latency = list(buf.latency[:buf.filled])
