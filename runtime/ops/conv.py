@@ -1,6 +1,6 @@
 """Conv: im2col into a planned scratch buffer plus one BLAS matmul per image.
 
-- 1x1, stride 1, no padding: a plain batched GEMM on the input, no scratch.
+- 1x1, stride 1, no padding: a plain batched GEMM on the input (over groups too), no scratch.
 - Grouped convolution: one batched matmul over groups, no Python loop over channels.
 - Depthwise (one filter per channel) is the grouped case with one output per group: the
   batched matmul beat a shift-and-accumulate over taps by 1.5-2x (measured on MobileNetV2,
@@ -137,12 +137,15 @@ def Conv(
             return scr[0]
         return ins[0]
 
-    pointwise = ksz == 1 and not padded and G == 1
+    pointwise = ksz == 1 and not padded
 
     if pointwise and all(s == 1 for s in st):
+        # Grouped 1x1 (ShuffleNet) too: the input already is the column matrix of every group,
+        # so one matmul batched over (image, group) needs no copy and no scratch.
         def run_pointwise(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
             o = outs[0]
-            np.matmul(ins[1].reshape(M, C), ins[0].reshape(N, C, osz), out=o.reshape(N, M, osz))
+            np.matmul(ins[1].reshape(G, M // G, Cg), ins[0].reshape(N, G, Cg, osz),
+                      out=o.reshape(N, G, M // G, osz))
             finish(ins, o)
 
         return Kernel([out], run_pointwise)
