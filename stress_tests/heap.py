@@ -175,6 +175,15 @@ def _tcache_filler(lib: ctypes.CDLL) -> Callable[[], None]:
     return fill
 
 
+def _symbols(path: str | None, *names: str, hint: str = "") -> list[Any]:
+    """``names`` looked up in the loaded library at ``path``; a missing one is a HeapCounterError."""
+    lib = _loaded(path)
+    try:
+        return [getattr(lib, n) for n in names]
+    except AttributeError as e:
+        raise HeapCounterError(f"{path} exports no {'/'.join(names)}{hint}") from e
+
+
 def glibc_counter(libc: ctypes.CDLL | None = None) -> HeapCounter:
     lib = libc if libc is not None else ctypes.CDLL("libc.so.6")
     scope = ("in-use chunks of every arena (uordblks) + mmapped chunks (hblkhd); the thread's tcache (which "
@@ -209,11 +218,7 @@ def glibc_counter(libc: ctypes.CDLL | None = None) -> HeapCounter:
 
 
 def jemalloc_counter(path: str | None) -> HeapCounter:
-    lib = _loaded(path)
-    try:
-        nametomib, bymib = lib.mallctlnametomib, lib.mallctlbymib
-    except AttributeError as e:
-        raise HeapCounterError(f"{path} exports no mallctlnametomib/mallctlbymib (a prefixed build?)") from e
+    nametomib, bymib = _symbols(path, "mallctlnametomib", "mallctlbymib", hint=" (a prefixed build?)")
     size_t_p = ctypes.POINTER(ctypes.c_size_t)
     nametomib.argtypes = [ctypes.c_char_p, size_t_p, size_t_p]
     bymib.argtypes = [size_t_p, ctypes.c_size_t, ctypes.c_void_p, size_t_p, ctypes.c_void_p, ctypes.c_size_t]
@@ -290,11 +295,7 @@ def tcmalloc_counter(path: str | None) -> HeapCounter:
 
 
 def mimalloc_counter(path: str | None) -> HeapCounter:
-    lib = _loaded(path)
-    try:
-        visit, backing = lib.mi_heap_visit_blocks, lib.mi_heap_get_backing
-    except AttributeError as e:
-        raise HeapCounterError(f"{path} exports no mi_heap_visit_blocks/mi_heap_get_backing") from e
+    visit, backing = _symbols(path, "mi_heap_visit_blocks", "mi_heap_get_backing")
     backing.restype, backing.argtypes = ctypes.c_void_p, []
     visit.argtypes, visit.restype = [ctypes.c_void_p, ctypes.c_bool, _MI_VISIT, ctypes.c_void_p], ctypes.c_bool
     heap = backing()  # the calling (main) thread's heap, for the life of the thread
