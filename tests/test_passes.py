@@ -114,7 +114,9 @@ def test_fold_batchnorm_and_fuse_activation_give_one_conv() -> None:
 
 
 def test_passes_leave_graph_outputs_and_kept_tensors_alone() -> None:
-    assert _ops(_conv_bn_model(keep_bn_input=True)) == ["Conv", "BatchNormalization", "Relu"]
+    kept = rt.Core().compile_model(_conv_bn_model(keep_bn_input=True))
+    assert [n.op_type for n in kept.graph.nodes] == ["Conv", "BatchNormalization"]  # the Relu fuses into BN
+    assert kept.graph.nodes[1].activation == ["Relu", {}]
     assert _ops(_conv_bn_model(), keep=["bn"]) == ["Conv", "Relu"]  # BN folds; Relu stays so "bn" exists
 
 
@@ -170,3 +172,100 @@ def test_run_passes_pipeline_on_real_model() -> None:
     c = ctx(g)
     out = run_passes(g, c)
     assert len(out.nodes) <= len(g.nodes)
+
+
+def _affine_model(producer: str, mul_shape=(4, 1, 1), add_shape=(1, 4, 1, 1), extra_out=None, rank=4):
+    """x -> Conv or (Conv, BatchNormalization) -> Mul(k) -> Add(d) -> Relu -> y, per-channel k and d."""
+    rng = np.random.default_rng(3)
+    spatial = [6] * (rank - 2)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3) + (3,) * (rank - 2)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.standard_normal(mul_shape).astype(np.float32), "k"),
+             numpy_helper.from_array(rng.standard_normal(add_shape).astype(np.float32), "d")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1] * (2 * (rank - 2)), name="conv")]
+    src = "c"
+    if producer == "bn":
+        inits += [numpy_helper.from_array(rng.random(4).astype(np.float32) + 0.5, "scale"),
+                  numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "shift"),
+                  numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "mean"),
+                  numpy_helper.from_array(rng.random(4).astype(np.float32) + 0.1, "var")]
+        nodes += [helper.make_node("Relu", ["c"], ["r"], name="pre"),  # keeps BN off the Conv
+                  helper.make_node("BatchNormalization", ["r", "scale", "shift", "mean", "var"], ["bn"], name="bn")]
+        src = "bn"
+    nodes += [helper.make_node("Mul", [src, "k"], ["m"], name="mul"),
+              helper.make_node("Add", ["d", "m"], ["a"], name="add"),
+              helper.make_node("Relu", ["a"], ["y"], name="relu")]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_out:
+        outs.append(helper.make_tensor_value_info(extra_out, TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "affine", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, *spatial])],
+                          outs, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _same_outputs(model, x) -> None:
+    folded = rt.Core().compile_model(model).infer({"x": x})
+    plain = rt.Core().compile_model(model, disable_passes={"fold_affine"}).infer({"x": x})
+    for name in plain:
+        np.testing.assert_allclose(folded[name], plain[name], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("producer", ["conv", "bn"])
+def test_fold_affine_folds_per_channel_mul_and_add_and_frees_the_activation(producer) -> None:
+    model = _affine_model(producer)
+    compiled = rt.Core().compile_model(model)
+    last = compiled.graph.nodes[-1]
+    assert [n.op_type for n in compiled.graph.nodes] == (["Conv"] if producer == "conv" else ["Conv", "BatchNormalization"])
+    assert last.activation == ["Relu", {}]
+    assert "k" not in compiled.graph.constants and "d" not in compiled.graph.constants  # replaced, dropped
+    x = np.random.default_rng(4).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    _same_outputs(model, x)
+    plain = rt.Core().compile_model(model, disable_passes={"fold_affine"})
+    assert [n.op_type for n in plain.graph.nodes][-2:] == ["Mul", "Add"]
+
+
+@pytest.mark.parametrize("mul_shape", [(1, 1, 1, 6), (6,), (1, 4, 6, 1), (2, 4, 1, 1), (1, 1, 4, 1, 1)])
+def test_fold_affine_leaves_constants_that_do_not_broadcast_per_channel(mul_shape) -> None:
+    add_shape = (1, 4, 1, 1)
+    if mul_shape == (2, 4, 1, 1):
+        mul_shape = (1, 4, 1, 1)  # batch-broadcast would change the shape: use it on the Add instead
+        add_shape = (2, 4, 1, 1)
+    model = _affine_model("conv", mul_shape=mul_shape, add_shape=add_shape)
+    ops = [n.op_type for n in rt.Core().compile_model(model).graph.nodes]
+    assert ("Add" if add_shape[0] == 2 else "Mul") in ops
+    x = np.random.default_rng(5).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    _same_outputs(model, x)
+
+
+def test_fold_affine_scalar_and_one_d_models_fold() -> None:
+    model = _affine_model("conv", mul_shape=(), add_shape=(4, 1), rank=3)
+    ops = [n.op_type for n in rt.Core().compile_model(model).graph.nodes]
+    assert ops == ["Conv"]
+    _same_outputs(model, np.random.default_rng(6).standard_normal((1, 3, 6)).astype(np.float32))
+
+
+def test_fold_affine_keeps_visible_and_shared_tensors() -> None:
+    model = _affine_model("conv", extra_out="m")  # the Mul's output is a graph output: Add cannot fold into it
+    ops = [n.op_type for n in rt.Core().compile_model(model).graph.nodes]
+    assert ops == ["Conv", "Add"]
+    _same_outputs(model, np.random.default_rng(7).standard_normal((1, 3, 6, 6)).astype(np.float32))
+    assert [n.op_type for n in rt.Core().compile_model(_affine_model("conv"), keep=["c"]).graph.nodes] == \
+        ["Conv", "Mul", "Add"]
+
+
+def test_fold_affine_needs_a_known_rank() -> None:
+    bn = {n: np.ones(2, np.float32) for n in ("s", "t", "mu", "v")}
+    g = graph([("re", "Reshape", ["x", "shape"], ["r"]),
+               ("bn", "BatchNormalization", ["r", "s", "t", "mu", "v"], ["b"]),
+               ("mul", "Mul", ["b", "k"], ["y"])],
+              constants={"shape": np.array([1, 2, -1], np.int64), "k": np.ones((2, 1, 1), np.float32), **bn})
+    out = PASSES["fold_affine"](g, ctx(g))
+    assert [n.op_type for n in out.nodes] == ["Reshape", "BatchNormalization", "Mul"]  # Reshape's rank: unknown
+    from runtime.passes.fold_affine import per_channel
+    assert per_channel(np.ones((2, 1, 1)), 3, 2) is None  # (2,1,1) on rank 3 is along the batch axis
+    assert per_channel(np.ones((2, 1, 1)), 4, 2) is not None
+    g2 = graph([("bn", "BatchNormalization", ["x", "s", "t", "mu", "v"], ["b"]), ("mul", "Mul", ["k", "b"], ["y"])],
+               constants={"k": np.full((2, 1, 1), 3, np.float32), **bn}, shape=(1, 2, 3, 3))
+    out2 = PASSES["fold_affine"](g2, ctx(g2))
+    assert [n.op_type for n in out2.nodes] == ["BatchNormalization"] and out2.nodes[0].outputs == ["y"]
+    np.testing.assert_array_equal(out2.constants[out2.nodes[0].inputs[1]], [3, 3])

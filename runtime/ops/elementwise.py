@@ -56,7 +56,12 @@ def erf(x: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def _relu(o: np.ndarray) -> None:
-    np.maximum(o, 0, out=o)
+    # clip with both bounds: 2.7x faster than np.maximum(o, 0) on float32 (numpy 2.4: 19 vs 51 us
+    # on 107K values); NaN still propagates. Relu(-0.0) stays -0.0, which compares equal to 0.
+    if o.dtype.kind == "f":
+        np.clip(o, o.dtype.type(0), o.dtype.type(np.inf), out=o)
+    else:
+        np.maximum(o, 0, out=o)
 
 
 def _leaky_relu(o: np.ndarray, alpha: float = 0.01) -> None:

@@ -64,6 +64,7 @@ def _batchnorm(
             f"scale/bias/mean/var shapes {[list(p.shape) for p in params]} should be [{c}] for input {list(x.shape)}"
         )
     dtype = x.dtype
+    act = ctx.activation
 
     def run(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         scale, bias, mean, var = (np.asarray(p, np.float64) for p in ins[1:5])
@@ -72,11 +73,13 @@ def _batchnorm(
         o = outs[0].reshape(x_view)
         np.multiply(ins[0].reshape(x_view), a.astype(dtype).reshape(view), out=o)
         o += b.astype(dtype).reshape(view)
+        if act is not None:
+            act(o)
 
     return Kernel([info(dtype, x.dims)], run, inplace=[(0, 0)])
 
 
-@register("BatchNormalization", 1)
+@register("BatchNormalization", 1, fusable=True)
 def BatchNormalization_1(
     ctx: OpContext, x: TensorInfo, scale: TensorInfo, bias: TensorInfo, mean: TensorInfo, var: TensorInfo, *,
     epsilon: float = 1e-5, momentum: float = 0.9, spatial: int = 1,
@@ -85,7 +88,7 @@ def BatchNormalization_1(
     return _batchnorm(ctx, x, [scale, bias, mean, var], epsilon, spatial)
 
 
-@register("BatchNormalization", 9)
+@register("BatchNormalization", 9, fusable=True)
 def BatchNormalization_9(
     ctx: OpContext, x: TensorInfo, scale: TensorInfo, bias: TensorInfo, mean: TensorInfo, var: TensorInfo, *,
     epsilon: float = 1e-5, momentum: float = 0.9,
@@ -93,7 +96,7 @@ def BatchNormalization_9(
     return _batchnorm(ctx, x, [scale, bias, mean, var], epsilon)
 
 
-@register("BatchNormalization", 14)
+@register("BatchNormalization", 14, fusable=True)
 def BatchNormalization_14(
     ctx: OpContext, x: TensorInfo, scale: TensorInfo, bias: TensorInfo, mean: TensorInfo, var: TensorInfo, *,
     epsilon: float = 1e-5, momentum: float = 0.9, training_mode: int = 0,

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..ir import Graph
 from .base import PassContext
 from .dead_code import dead_code
+from .fold_affine import fold_affine
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .fuse_activation import fuse_activation
@@ -26,6 +27,7 @@ PASSES: dict[str, Pass] = {
     "remove_identity": remove_identity,
     "fold_constants": fold_constants,
     "fold_batchnorm": fold_batchnorm,
+    "fold_affine": fold_affine,
     "fuse_activation": fuse_activation,
     "dead_code": dead_code,
 }
