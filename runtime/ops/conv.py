@@ -26,6 +26,7 @@ from .registry import Kernel, OpContext, register
 
 COL_BUDGET = 8 << 20  # bytes of im2col buffer per conv; tiles of output rows keep it below
 WIDE_ROWS = True  # stride-1 2-d grouped convs use wide_rows (a switch for A/B timing)
+FLAT_TAPS = True  # stride-1 2-d convs with horizontal "same" padding use flat_taps (a switch for A/B timing)
 GROUP_COL_BUDGET = 2 << 20  # grouped/depthwise column block: L2-sized blocks measured fastest
 
 
@@ -126,6 +127,10 @@ def Conv(
             o += ins[2].reshape(bias_view)
         if act is not None:
             act(o)
+
+    if FLAT_TAPS and n == 2 and st == [1, 1] and out_sp[1] == x.dims[3] and ksz > 1:
+        # Horizontal "same" padding: output rows are as long as the input's, so no pad copy at all.
+        return flat_taps(out, finish, G, M // G, Cg, x.dims, out_sp, k, dl, p)
 
     scratch: list[TensorInfo] = []
     if padded:
@@ -240,3 +245,68 @@ def wide_rows(
         finish(ins, o)
 
     return Kernel([out], run_wide, scratch=scratch)
+
+
+def flat_taps(
+    out: TensorInfo, finish: Finish, G: int, Mg: int, Cg: int, x_dims: Sequence[int], out_sp: Sequence[int],
+    k: Sequence[int], dl: Sequence[int], pads: Sequence[int],
+) -> Kernel:
+    """Stride-1 2-d conv whose output rows are as long as the input's (Wo == W), with no padded copy.
+
+    Output pixel ``p = r*W + w`` of tap (i, j) reads input pixel ``p + s`` of the *unpadded*
+    flattened image, ``s = (i*d0 - pad_top)*W + (j*d1 - pad_left)``: every tap's columns are
+    one contiguous run of the input per channel. Where ``p + s`` falls outside the image the
+    column is zero (the vertical padding); where ``w + j*d1 - pad_left`` leaves the row it
+    would read the neighbouring row, so those few columns (1 in W for a 3x3) are zeroed too
+    (the horizontal padding). The GEMM writes straight into the output: no pad buffer, no wide
+    rows to crop. Groups are tiled in L2-sized blocks, a plain conv in tiles of output rows.
+    """
+    dtype = out.dtype
+    N, C, H, W = (int(d) for d in x_dims)
+    Ho = int(out_sp[0])
+    T = int(k[0]) * int(k[1])
+    Kg = Cg * T
+    HW = H * W
+    taps = []
+    for i in range(int(k[0])):
+        for j in range(int(k[1])):
+            dy, dx = i * dl[0] - pads[0], j * dl[1] - pads[1]
+            bad = range(0, min(W, -dx)) if dx < 0 else range(max(0, W - dx), W)
+            taps.append((dy * W + dx, tuple(bad)))
+    budget = GROUP_COL_BUDGET if G > 1 else COL_BUDGET
+    row_bytes = Kg * W * dtype.itemsize  # column bytes of one output row of one group
+    gb = max(1, min(G, budget // max(row_bytes * Ho, 1)))
+    rows = Ho if gb > 1 else max(1, min(Ho, budget // max(row_bytes, 1)))
+    scratch = [info(dtype, [gb, Kg, rows * W])]
+    tiles = [(g, min(g + gb, G), r, min(r + rows, Ho)) for g in range(0, G, gb) for r in range(0, Ho, rows)]
+
+    def run_flat(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
+        o = outs[0]
+        col = scr[0]
+        wg = ins[1].reshape(G, Mg, Kg)
+        for b in range(N):
+            xf = ins[0][b].reshape(G, Cg, HW)
+            of = o[b].reshape(G, Mg, Ho * W)
+            for g0, g1, r0, r1 in tiles:
+                ln, base = (r1 - r0) * W, r0 * W
+                c = col[:g1 - g0, :, :ln]
+                tv = c.reshape(g1 - g0, Cg, T, ln)
+                src = xf[g0:g1]
+                for t, (shift, bad) in enumerate(taps):
+                    dst = tv[:, :, t]
+                    lo, hi = max(0, -(base + shift)), min(ln, HW - base - shift)
+                    if hi <= lo:
+                        dst[...] = 0
+                        continue
+                    if lo:
+                        dst[..., :lo] = 0
+                    if hi < ln:
+                        dst[..., hi:] = 0
+                    np.copyto(dst[..., lo:hi], src[:, :, base + shift + lo:base + shift + hi])
+                    for w in bad:
+                        dst[..., w::W] = 0
+                # A column block of the row-major output is still a BLAS matrix (ldc = Ho*W).
+                np.matmul(wg[g0:g1], c, out=of[g0:g1, :, base:base + ln])
+        finish(ins, o)
+
+    return Kernel([out], run_flat, scratch=scratch)

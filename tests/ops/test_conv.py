@@ -63,3 +63,39 @@ def test_conv3d_tiles(monkeypatch) -> None:
     monkeypatch.setattr(conv, "COL_BUDGET", 1)  # one output row per tile
     x3, w3 = _rand(1, 2, 5, 6, 7), _rand(3, 2, 3, 3, 3)
     assert_matches(node_model("Conv", {"x": x3}, initializers={"w": w3}, pads=[1] * 6), {"x": x3})
+
+
+@pytest.mark.parametrize(
+    "shape,w_shape,attrs",
+    [
+        ((1, 4, 9, 10), (6, 4, 3, 3), {"pads": [2, 0, 0, 2]}),  # taps shifted right only, rows cut below
+        ((2, 4, 9, 10), (6, 2, 3, 3), {"pads": [1, 2, 1, 2], "dilations": [1, 2], "group": 2}),
+        ((1, 3, 8, 9), (5, 3, 1, 7), {"pads": [0, 3, 0, 3]}),
+        ((1, 3, 8, 9), (5, 3, 7, 1), {"pads": [3, 0, 3, 0]}),
+        ((1, 2, 3, 3), (4, 2, 5, 5), {"pads": [2, 2, 2, 2]}),  # kernel wider than the image
+        ((1, 2, 2, 2), (2, 2, 5, 5), {"pads": [4, 2, 0, 2]}),  # taps entirely outside the image
+        ((1, 8, 6, 7), (8, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 8}),
+    ],
+)
+def test_conv_flat_taps_zero_the_padding(monkeypatch, shape, w_shape, attrs) -> None:
+    """Stride-1 convs with horizontal "same" padding read the unpadded image (``flat_taps``)."""
+    from runtime.ops import conv
+
+    built = []
+    real = conv.flat_taps
+    monkeypatch.setattr(conv, "flat_taps", lambda *a, **kw: built.append(1) or real(*a, **kw))
+    x, w, b = _rand(*shape), _rand(*w_shape), _rand(w_shape[0])
+    model = node_model("Conv", {"x": x}, initializers={"w": w, "b": b}, **attrs)
+    assert_matches(model, {"x": x})
+    assert built, "the flat-taps kernel was not the one built"
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_conv_flat_taps_tiles_match_untiled(monkeypatch, group: int) -> None:
+    from runtime.ops import conv
+
+    monkeypatch.setattr(conv, "COL_BUDGET", 4 * 9 * 11 * 3)  # three output rows per tile
+    monkeypatch.setattr(conv, "GROUP_COL_BUDGET", 9 * 11 * 13 * 4)  # one group per block
+    x, w = _rand(2, 4, 13, 11), _rand(8, 4 // group, 3, 3)
+    model = node_model("Conv", {"x": x}, initializers={"w": w}, pads=[1, 1, 1, 1], group=group)
+    assert_matches(model, {"x": x})
