@@ -128,9 +128,10 @@ def Conv(
         if act is not None:
             act(o)
 
-    if FLAT_TAPS and n == 2 and st == [1, 1] and out_sp[1] == x.dims[3] and ksz > 1:
-        # Horizontal "same" padding: output rows are as long as the input's, so no pad copy at all.
-        return flat_taps(out, finish, G, M // G, Cg, x.dims, out_sp, k, dl, p)
+    plan = flat_plan(x.dims, out_sp, k, st, dl, p) if FLAT_TAPS and n == 2 and ksz > 1 else None
+    if plan is not None:
+        # Stride 1 with horizontal "same" padding reads the unpadded input; larger strides its phases.
+        return flat_taps(out, finish, G, M // G, Cg, x.dims, out_sp, k, plan, st)
 
     scratch: list[TensorInfo] = []
     if padded:
@@ -247,54 +248,106 @@ def wide_rows(
     return Kernel([out], run_wide, scratch=scratch)
 
 
-def flat_taps(
-    out: TensorInfo, finish: Finish, G: int, Mg: int, Cg: int, x_dims: Sequence[int], out_sp: Sequence[int],
-    k: Sequence[int], dl: Sequence[int], pads: Sequence[int],
-) -> Kernel:
-    """Stride-1 2-d conv whose output rows are as long as the input's (Wo == W), with no padded copy.
+def flat_plan(
+    x_dims: Sequence[int], out_sp: Sequence[int], k: Sequence[int], st: Sequence[int], dl: Sequence[int],
+    pads: Sequence[int],
+) -> tuple[list[tuple[int, int]], list[int], list[tuple[int, int, tuple[int, ...]]]] | None:
+    """How ``flat_taps`` reads a 2-d conv, or None where it cannot.
 
-    Output pixel ``p = r*W + w`` of tap (i, j) reads input pixel ``p + s`` of the *unpadded*
-    flattened image, ``s = (i*d0 - pad_top)*W + (j*d1 - pad_left)``: every tap's columns are
-    one contiguous run of the input per channel. Where ``p + s`` falls outside the image the
-    column is zero (the vertical padding); where ``w + j*d1 - pad_left`` leaves the row it
-    would read the neighbouring row, so those few columns (1 in W for a 3x3) are zeroed too
-    (the horizontal padding). The GEMM writes straight into the output: no pad buffer, no wide
-    rows to crop. Groups are tiled in L2-sized blocks, a plain conv in tiles of output rows.
+    Returns (phases, phase_rows, taps): the (row, column) phases of the input to gather (one,
+    the input itself, at stride 1), each phase's real row count, and per tap its phase index,
+    flat shift and the output columns it must zero. Every phase is stored at the output's row
+    pitch ``Wo``; that works when no tap reads a real phase column at or past ``Wo`` (true for
+    "same"-style padding), and at stride 1 only when ``Wo == W`` (the input is read in place).
     """
-    dtype = out.dtype
-    N, C, H, W = (int(d) for d in x_dims)
-    Ho = int(out_sp[0])
-    T = int(k[0]) * int(k[1])
-    Kg = Cg * T
-    HW = H * W
+    H, W = int(x_dims[2]), int(x_dims[3])
+    Wo = int(out_sp[1])
+    sy, sx = int(st[0]), int(st[1])
+    if (sy, sx) == (1, 1) and Wo != W:
+        return None
+    phases: list[tuple[int, int]] = []
+    rows: list[int] = []
     taps = []
     for i in range(int(k[0])):
         for j in range(int(k[1])):
-            dy, dx = i * dl[0] - pads[0], j * dl[1] - pads[1]
-            bad = range(0, min(W, -dx)) if dx < 0 else range(max(0, W - dx), W)
-            taps.append((dy * W + dx, tuple(bad)))
+            oy, ox = i * dl[0] - pads[0], j * dl[1] - pads[1]
+            a, b = oy % sy, ox % sx
+            ry, rx = oy // sy, ox // sx
+            real_cols = -(-(W - b) // sx) if b < W else 0
+            if rx > 0 and real_cols > Wo:
+                return None  # would wrap onto real data of the next row
+            if (a, b) not in phases:
+                phases.append((a, b))
+                rows.append(-(-(H - a) // sy) if a < H else 0)
+            ok_cols = min(real_cols, Wo)
+            bad = tuple(w for w in range(Wo) if not 0 <= w + rx < ok_cols)
+            taps.append((phases.index((a, b)), ry * Wo + rx, bad))
+    return phases, rows, taps
+
+
+def flat_taps(
+    out: TensorInfo, finish: Finish, G: int, Mg: int, Cg: int, x_dims: Sequence[int], out_sp: Sequence[int],
+    k: Sequence[int], plan: tuple[list[tuple[int, int]], list[int], list[tuple[int, int, tuple[int, ...]]]],
+    st: Sequence[int],
+) -> Kernel:
+    """2-d conv whose taps are contiguous runs of a flattened image at the output's row pitch.
+
+    At stride 1 with ``Wo == W`` that image is the *unpadded* input itself: output pixel
+    ``p = r*W + w`` of tap (i, j) reads input pixel ``p + s``, ``s = (i*d0 - pad_top)*W +
+    (j*d1 - pad_left)``. At stride ``s > 1`` the input is first split once into its phases
+    ``x[a::s, b::s]`` (one strided pass, instead of a strided gather per tap), and each tap
+    reads one phase at a shift. Where ``p + s`` leaves the image the column is zero (vertical
+    padding); where the column leaves the row it would read the neighbouring row, so those
+    few columns (1 in Wo for a 3x3) are zeroed too (horizontal padding). The GEMM writes
+    straight into the output: no pad buffer, no wide rows to crop. Groups are tiled in
+    L2-sized blocks, a plain conv in tiles of output rows.
+    """
+    phases, phase_rows, taps = plan
+    dtype = out.dtype
+    N, C, H, W = (int(d) for d in x_dims)
+    Ho, Wo = int(out_sp[0]), int(out_sp[1])
+    T = int(k[0]) * int(k[1])
+    Kg = Cg * T
+    strided = tuple(st) != (1, 1)
+    pitch = max(phase_rows) * Wo  # one phase of one channel, flattened
+    flat_len = [r * Wo for r in phase_rows]
     budget = GROUP_COL_BUDGET if G > 1 else COL_BUDGET
-    row_bytes = Kg * W * dtype.itemsize  # column bytes of one output row of one group
+    row_bytes = Kg * Wo * dtype.itemsize  # column bytes of one output row of one group
     gb = max(1, min(G, budget // max(row_bytes * Ho, 1)))
     rows = Ho if gb > 1 else max(1, min(Ho, budget // max(row_bytes, 1)))
-    scratch = [info(dtype, [gb, Kg, rows * W])]
+    scratch = [info(dtype, [gb, Kg, rows * Wo])]
+    if strided:
+        scratch.append(info(dtype, [len(phases), G, Cg, pitch]))
     tiles = [(g, min(g + gb, G), r, min(r + rows, Ho)) for g in range(0, G, gb) for r in range(0, Ho, rows)]
+    sy, sx = int(st[0]), int(st[1])
+
+    def images(x: np.ndarray, scr: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each phase of image ``x`` as (G, Cg, rows * Wo)."""
+        if not strided:
+            return [x.reshape(G, Cg, H * W)]
+        ph = scr[1]
+        for q, (a, b) in enumerate(phases):
+            r = phase_rows[q]
+            cols = min(-(-(W - b) // sx) if b < W else 0, Wo)
+            if r and cols:
+                dst = ph[q].reshape(C, pitch)[:, :r * Wo].reshape(C, r, Wo)
+                np.copyto(dst[:, :, :cols], x[:, a::sy, b::sx][:, :r, :cols])
+        return [ph[q] for q in range(len(phases))]
 
     def run_flat(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         o = outs[0]
         col = scr[0]
         wg = ins[1].reshape(G, Mg, Kg)
-        for b in range(N):
-            xf = ins[0][b].reshape(G, Cg, HW)
-            of = o[b].reshape(G, Mg, Ho * W)
+        for n in range(N):
+            srcs = images(ins[0][n], scr)
+            of = o[n].reshape(G, Mg, Ho * Wo)
             for g0, g1, r0, r1 in tiles:
-                ln, base = (r1 - r0) * W, r0 * W
+                ln, base = (r1 - r0) * Wo, r0 * Wo
                 c = col[:g1 - g0, :, :ln]
                 tv = c.reshape(g1 - g0, Cg, T, ln)
-                src = xf[g0:g1]
-                for t, (shift, bad) in enumerate(taps):
+                for t, (q, shift, bad) in enumerate(taps):
                     dst = tv[:, :, t]
-                    lo, hi = max(0, -(base + shift)), min(ln, HW - base - shift)
+                    lo, hi = max(0, -(base + shift)), min(ln, flat_len[q] - base - shift)
                     if hi <= lo:
                         dst[...] = 0
                         continue
@@ -302,10 +355,10 @@ def flat_taps(
                         dst[..., :lo] = 0
                     if hi < ln:
                         dst[..., hi:] = 0
-                    np.copyto(dst[..., lo:hi], src[:, :, base + shift + lo:base + shift + hi])
+                    np.copyto(dst[..., lo:hi], srcs[q][g0:g1, :, base + shift + lo:base + shift + hi])
                     for w in bad:
-                        dst[..., w::W] = 0
-                # A column block of the row-major output is still a BLAS matrix (ldc = Ho*W).
+                        dst[..., w::Wo] = 0
+                # A column block of the row-major output is still a BLAS matrix (ldc = Ho*Wo).
                 np.matmul(wg[g0:g1], c, out=of[g0:g1, :, base:base + ln])
         finish(ins, o)
 

@@ -75,6 +75,11 @@ def test_conv3d_tiles(monkeypatch) -> None:
         ((1, 2, 3, 3), (4, 2, 5, 5), {"pads": [2, 2, 2, 2]}),  # kernel wider than the image
         ((1, 2, 2, 2), (2, 2, 5, 5), {"pads": [4, 2, 0, 2]}),  # taps entirely outside the image
         ((1, 8, 6, 7), (8, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 8}),
+        ((2, 6, 9, 10), (6, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 6, "strides": [2, 2]}),  # phases
+        ((1, 6, 9, 10), (6, 1, 3, 3), {"pads": [0, 0, 1, 1], "group": 6, "strides": [2, 2]}),  # SAME_UPPER
+        ((1, 3, 16, 15), (4, 3, 7, 7), {"pads": [3, 3, 3, 3], "strides": [2, 2]}),  # a ResNet stem
+        ((1, 4, 11, 13), (6, 4, 3, 3), {"pads": [1, 2, 1, 2], "strides": [3, 3], "dilations": [1, 2]}),
+        ((1, 4, 9, 10), (6, 4, 3, 3), {"pads": [0, 1, 2, 1], "strides": [2, 1]}),
     ],
 )
 def test_conv_flat_taps_zero_the_padding(monkeypatch, shape, w_shape, attrs) -> None:
@@ -88,6 +93,19 @@ def test_conv_flat_taps_zero_the_padding(monkeypatch, shape, w_shape, attrs) -> 
     model = node_model("Conv", {"x": x}, initializers={"w": w, "b": b}, **attrs)
     assert_matches(model, {"x": x})
     assert built, "the flat-taps kernel was not the one built"
+
+
+def test_conv_flat_plan_refuses_taps_that_would_wrap_onto_data() -> None:
+    from runtime.ops.conv import flat_plan
+
+    # Stride 2, no padding, W=10: Wo=4, but phase 0 has 5 real columns and tap j=2 reads column w+1.
+    assert flat_plan((1, 1, 9, 10), (4, 4), (3, 3), (2, 2), (1, 1), (0, 0, 0, 0)) is None
+    assert flat_plan((1, 1, 9, 10), (9, 8), (3, 3), (1, 1), (1, 1), (0, 0, 0, 0)) is None  # Wo != W at stride 1
+    phases, rows, taps = flat_plan((1, 1, 8, 8), (4, 4), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1))
+    assert sorted(phases) == [(0, 0), (0, 1), (1, 0), (1, 1)] and rows == [4, 4, 4, 4]
+    assert taps[0] == (phases.index((1, 1)), -4 - 1, (0,))  # reads row r-1, column w-1: column 0 is padding
+    x, w = _rand(1, 2, 9, 10), _rand(3, 2, 3, 3)  # the refused shape still runs (strided im2col)
+    assert_matches(node_model("Conv", {"x": x}, initializers={"w": w}, strides=[2, 2]), {"x": x})
 
 
 @pytest.mark.parametrize("group", [1, 4])
