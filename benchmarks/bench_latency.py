@@ -6,21 +6,43 @@ gives median milliseconds and the ratios (runtime / onnxruntime, reference / run
 
     python benchmarks/bench_latency.py                       # light zoo + generated zoo
     python benchmarks/bench_latency.py --models light:resnet50 --runs 20 --reference-runs 2
+    python benchmarks/bench_latency.py --no-reference --threads 2  # OPENBLAS_NUM_THREADS=2 vs intra_op=2
+    python benchmarks/bench_latency.py --no-reference --modes       # every memory mode against default
+
+``--threads N`` gives numpy's BLAS N threads and onnxruntime N intra-op threads (set before
+numpy loads). ``--modes`` compiles each model in every memory mode and times them in turns,
+adding each mode's latency over default's and the worst of them.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+def _threads(argv: list[str]) -> int:
+    """``--threads N`` read before numpy loads: the BLAS reads its thread count once, at load."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+THREADS = _threads(sys.argv)
+os.environ["OPENBLAS_NUM_THREADS"] = str(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from typing import Any  # noqa: E402
+
 import numpy as np  # noqa: E402
+from bench_op_profile import blas_kernel  # noqa: E402
 from fresh import markdown_table  # noqa: E402
-from timing import median_time, time_pair  # noqa: E402
+from timing import interleaved, median_time, time_pair  # noqa: E402
 
 LIGHT = ["light:bvlc_alexnet", "light:densenet121", "light:inception_v1", "light:inception_v2", "light:resnet50",
          "light:shufflenet", "light:squeezenet", "light:vgg19", "light:zfnet512"]
@@ -33,14 +55,17 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--reference-runs", type=int, default=1, help="ReferenceEvaluator is slow: fewer runs")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads and onnxruntime intra-op threads")
+    ap.add_argument("--modes", action="store_true", help="also time every memory mode against default")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    import runtime as rt
 
     from onnx.reference import ReferenceEvaluator
 
     rows = []
     for name in args.models:
-        pair = time_pair(name, args.runs)
+        pair = time_pair(name, args.runs, args.threads)
         model, feeds, compiled, req, sess = pair.model, pair.feeds, pair.compiled, pair.request, pair.session
         ours, peer = pair.ours, pair.peer
         ref = None
@@ -53,12 +78,26 @@ def main() -> None:
         rows.append([name, f"{ours * 1e3:.1f}", f"{peer * 1e3:.1f}", f"{ours / peer:.2f}",
                      "-" if ref is None else f"{ref * 1e3:.0f}", "-" if ref is None else f"{ref / ours:.1f}",
                      f"{err:.1e}"])
+        if args.modes:
+            rows[-1] += mode_columns(rt, model, feeds, args.runs)
         print(" | ".join(rows[-1]), flush=True)
-    table = markdown_table(["model", "runtime ms", "onnxruntime ms", "runtime / ort", "reference ms",
-                            "reference / runtime", "max abs diff vs ort"], rows)
+    header = ["model", "runtime ms", "onnxruntime ms", "runtime / ort", "reference ms",
+              "reference / runtime", "max abs diff vs ort"]
+    if args.modes:
+        header += [f"{m} / default" for m in rt.MEMORY_MODES if m != "default"] + ["worst mode / default"]
+    print(f"BLAS: {blas_kernel()}; OPENBLAS_NUM_THREADS={THREADS}, onnxruntime intra_op_num_threads={args.threads}")
+    table = markdown_table(header, rows)
     print(table)
     if args.out:
         args.out.write_text(table + "\n")
+
+
+def mode_columns(rt: Any, model: Any, feeds: dict[str, Any], runs: int) -> list[str]:
+    """Each memory mode's latency over default's, all compiled here and timed in turns."""
+    requests = {m: rt.Core().compile_model(model, memory_mode=m).create_infer_request() for m in rt.MEMORY_MODES}
+    times = dict(zip(requests, interleaved([lambda r=r: r.infer(feeds) for r in requests.values()], runs)))
+    ratios = [times[m] / times["default"] for m in rt.MEMORY_MODES if m != "default"]
+    return [f"{r:.3f}" for r in ratios] + [f"{max(ratios):.3f}"]
 
 
 if __name__ == "__main__":

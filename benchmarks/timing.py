@@ -21,12 +21,12 @@ def median_time(fn: Callable[[], object], runs: int, warmup: int = 1) -> float:
     return statistics.median(samples)
 
 
-def ort_session(model: Any) -> Any:
-    """An onnxruntime CPU session on one intra-op and one inter-op thread."""
+def ort_session(model: Any, threads: int = 1) -> Any:
+    """An onnxruntime CPU session on ``threads`` intra-op threads and one inter-op thread."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
@@ -44,8 +44,26 @@ class Pair:
     peer: float
 
 
-def time_pair(name: str, runs: int) -> Pair:
-    """Median warm latency of zoo model ``name`` in this runtime and in onnxruntime, same feeds."""
+def interleaved(fns: list[Callable[[], object]], runs: int, warmup: int = 1) -> list[float]:
+    """Median seconds of each of ``fns``, timed in turns (one call of each per round).
+
+    Load from other jobs on a shared machine then falls on every candidate alike, so their
+    ratio holds better than medians timed one after another.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, out in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def time_pair(name: str, runs: int, threads: int = 1) -> Pair:
+    """Median warm latency of zoo model ``name`` in this runtime and in onnxruntime, same feeds, in turns."""
     import runtime as rt
     from runtime import zoo
 
@@ -53,7 +71,6 @@ def time_pair(name: str, runs: int) -> Pair:
     feeds = zoo.sample_inputs(model, seed=0)
     compiled = rt.Core().compile_model(model, memory_mode="arena")
     request = compiled.create_infer_request()
-    ours = median_time(lambda: request.infer(feeds), runs)
-    session = ort_session(model)
-    peer = median_time(lambda: session.run(None, feeds), runs)
+    session = ort_session(model, threads)
+    ours, peer = interleaved([lambda: request.infer(feeds), lambda: session.run(None, feeds)], runs)
     return Pair(model, feeds, compiled, request, session, ours, peer)

@@ -9,6 +9,7 @@ bytes without pickle.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard, Union  # noqa: UP035
@@ -54,7 +55,9 @@ class TensorInfo:
         shape = self.shape
         if not is_static(shape):
             raise ValueError(f"shape {shape} is not static")
-        return int(np.prod(shape, dtype=np.int64))
+        # math.prod, not np.prod: this runs for every view a dynamic ("reduce") plan binds per step,
+        # and np.prod's Python-level reduction cost 2.3 ms of MobileNetV2's 18 ms there.
+        return math.prod(shape)
 
     @property
     def nbytes(self) -> int:
