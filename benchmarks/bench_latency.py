@@ -36,7 +36,6 @@ os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
-
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -59,9 +58,9 @@ def main() -> None:
     ap.add_argument("--modes", action="store_true", help="also time every memory mode against default")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    import runtime as rt
-
     from onnx.reference import ReferenceEvaluator
+
+    import runtime as rt
 
     rows = []
     for name in args.models:

@@ -215,7 +215,8 @@ def test_fold_affine_folds_per_channel_mul_and_add_and_frees_the_activation(prod
     model = _affine_model(producer)
     compiled = rt.Core().compile_model(model)
     last = compiled.graph.nodes[-1]
-    assert [n.op_type for n in compiled.graph.nodes] == (["Conv"] if producer == "conv" else ["Conv", "BatchNormalization"])
+    want = ["Conv"] if producer == "conv" else ["Conv", "BatchNormalization"]
+    assert [n.op_type for n in compiled.graph.nodes] == want
     assert last.activation == ["Relu", {}]
     assert "k" not in compiled.graph.constants and "d" not in compiled.graph.constants  # replaced, dropped
     x = np.random.default_rng(4).standard_normal((1, 3, 6, 6)).astype(np.float32)
