@@ -320,6 +320,20 @@ def flat_taps(
         scratch.append(info(dtype, [len(phases), G, Cg, pitch]))
     tiles = [(g, min(g + gb, G), r, min(r + rows, Ho)) for g in range(0, G, gb) for r in range(0, Ho, rows)]
     sy, sx = int(st[0]), int(st[1])
+    kh, kw = int(k[0]), int(k[1])
+    # The columns a tap must zero depend on its kernel column j only: one fill per (j, run of
+    # columns) covers every kernel row at once, instead of a strided fill per tap and column.
+    fills = []
+    for j in range(kw):
+        bad = taps[j][2]
+        runs = [[w, w + 1] for w in bad]
+        merged: list[list[int]] = []
+        for r in runs:
+            if merged and merged[-1][1] == r[0]:
+                merged[-1][1] = r[1]
+            else:
+                merged.append(r)
+        fills += [(j, w0, w1) for w0, w1 in merged]
 
     def images(x: np.ndarray, scr: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Each phase of image ``x`` as (G, Cg, rows * Wo)."""
@@ -345,7 +359,7 @@ def flat_taps(
                 ln, base = (r1 - r0) * Wo, r0 * Wo
                 c = col[:g1 - g0, :, :ln]
                 tv = c.reshape(g1 - g0, Cg, T, ln)
-                for t, (q, shift, bad) in enumerate(taps):
+                for t, (q, shift, _) in enumerate(taps):
                     dst = tv[:, :, t]
                     lo, hi = max(0, -(base + shift)), min(ln, flat_len[q] - base - shift)
                     if hi <= lo:
@@ -356,8 +370,10 @@ def flat_taps(
                     if hi < ln:
                         dst[..., hi:] = 0
                     np.copyto(dst[..., lo:hi], srcs[q][g0:g1, :, base + shift + lo:base + shift + hi])
-                    for w in bad:
-                        dst[..., w::Wo] = 0
+                if fills:
+                    grid = c.reshape(g1 - g0, Cg, kh, kw, r1 - r0, Wo)
+                    for j, w0, w1 in fills:
+                        grid[:, :, :, j, :, w0:w1] = 0
                 # A column block of the row-major output is still a BLAS matrix (ldc = Ho*Wo).
                 np.matmul(wg[g0:g1], c, out=of[g0:g1, :, base:base + ln])
         finish(ins, o)
