@@ -150,7 +150,10 @@ class InferRequest:
             ins = [None if not x else self._array(b, x, b.buffers) for x in step.inputs]
             outs = [None if not x else self._array(b, x, b.buffers) for x in step.outputs]
             scr = _scratch(step, plan.scratch[step.index], b.buffers)
-            steps.append((_run_fn(step), ins, outs, scr))
+            run = _run_fn(step)
+            if step.kernel.bind is not None:  # views made once for these fixed buffers
+                run = step.kernel.bind(ins, outs, scr)
+            steps.append((run, ins, outs, scr))
         b.steps = steps
 
     def _bind(self, program: Program, plan: MemoryPlan) -> Bound:

@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..errors import ShapeError
 from ..ir import TensorInfo
 from .common import auto_pads, conv_out_dim, info
-from .registry import Kernel, OpContext, register
+from .registry import Kernel, OpContext, RunFn, register
 
 COL_BUDGET = 8 << 20  # bytes of im2col buffer per conv; tiles of output rows keep it below
 WIDE_ROWS = True  # stride-1 2-d grouped convs use wide_rows (a switch for A/B timing)
@@ -193,6 +193,10 @@ def Conv(
 
 
 Finish = Callable[[Sequence[Any], np.ndarray], None]
+
+
+def _matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, b, out=out)
 Source = Callable[[Sequence[Any], Sequence[np.ndarray]], np.ndarray]
 
 
@@ -335,47 +339,64 @@ def flat_taps(
                 merged.append(r)
         fills += [(j, w0, w1) for w0, w1 in merged]
 
-    def images(x: np.ndarray, scr: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Each phase of image ``x`` as (G, Cg, rows * Wo)."""
-        if not strided:
-            return [x.reshape(G, Cg, H * W)]
-        ph = scr[1]
-        for q, (a, b) in enumerate(phases):
-            r = phase_rows[q]
-            cols = min(-(-(W - b) // sx) if b < W else 0, Wo)
-            if r and cols:
-                dst = ph[q].reshape(C, pitch)[:, :r * Wo].reshape(C, r, Wo)
-                np.copyto(dst[:, :, :cols], x[:, a::sy, b::sx][:, :r, :cols])
-        return [ph[q] for q in range(len(phases))]
+    def plan_image(x: np.ndarray, o: np.ndarray, w: np.ndarray, scr: Sequence[np.ndarray]) -> list[Any]:
+        """Every copy, fill and matmul of one image, as (function, args) over fixed views."""
+        ops: list[Any] = []
+        col = scr[0]
+        wg = w.reshape(G, Mg, Kg)
+        if strided:
+            ph = scr[1]
+            for q, (a, b) in enumerate(phases):
+                r = phase_rows[q]
+                cols = min(-(-(W - b) // sx) if b < W else 0, Wo)
+                if r and cols:
+                    dst = ph[q].reshape(C, pitch)[:, :r * Wo].reshape(C, r, Wo)
+                    ops.append((np.copyto, (dst[:, :, :cols], x[:, a::sy, b::sx][:, :r, :cols])))
+            srcs = [ph[q] for q in range(len(phases))]
+        else:
+            srcs = [x.reshape(G, Cg, H * W)]
+        of = o.reshape(G, Mg, Ho * Wo)
+        for g0, g1, r0, r1 in tiles:
+            ln, base = (r1 - r0) * Wo, r0 * Wo
+            c = col[:g1 - g0, :, :ln]
+            tv = c.reshape(g1 - g0, Cg, T, ln)
+            for t, (q, shift, _) in enumerate(taps):
+                dst = tv[:, :, t]
+                lo, hi = max(0, -(base + shift)), min(ln, flat_len[q] - base - shift)
+                if hi <= lo:
+                    ops.append((np.copyto, (dst, 0)))
+                    continue
+                if lo:
+                    ops.append((np.copyto, (dst[..., :lo], 0)))
+                if hi < ln:
+                    ops.append((np.copyto, (dst[..., hi:], 0)))
+                ops.append((np.copyto, (dst[..., lo:hi], srcs[q][g0:g1, :, base + shift + lo:base + shift + hi])))
+            if fills:
+                grid = c.reshape(g1 - g0, Cg, kh, kw, r1 - r0, Wo)
+                ops += [(np.copyto, (grid[:, :, :, j, :, w0:w1], 0)) for j, w0, w1 in fills]
+            # A column block of the row-major output is still a BLAS matrix (ldc = Ho*Wo).
+            ops.append((_matmul_into, (wg[g0:g1], c, of[g0:g1, :, base:base + ln])))
+        return ops
 
     def run_flat(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         o = outs[0]
-        col = scr[0]
-        wg = ins[1].reshape(G, Mg, Kg)
         for n in range(N):
-            srcs = images(ins[0][n], scr)
-            of = o[n].reshape(G, Mg, Ho * Wo)
-            for g0, g1, r0, r1 in tiles:
-                ln, base = (r1 - r0) * Wo, r0 * Wo
-                c = col[:g1 - g0, :, :ln]
-                tv = c.reshape(g1 - g0, Cg, T, ln)
-                for t, (q, shift, _) in enumerate(taps):
-                    dst = tv[:, :, t]
-                    lo, hi = max(0, -(base + shift)), min(ln, flat_len[q] - base - shift)
-                    if hi <= lo:
-                        dst[...] = 0
-                        continue
-                    if lo:
-                        dst[..., :lo] = 0
-                    if hi < ln:
-                        dst[..., hi:] = 0
-                    np.copyto(dst[..., lo:hi], srcs[q][g0:g1, :, base + shift + lo:base + shift + hi])
-                if fills:
-                    grid = c.reshape(g1 - g0, Cg, kh, kw, r1 - r0, Wo)
-                    for j, w0, w1 in fills:
-                        grid[:, :, :, j, :, w0:w1] = 0
-                # A column block of the row-major output is still a BLAS matrix (ldc = Ho*Wo).
-                np.matmul(wg[g0:g1], c, out=of[g0:g1, :, base:base + ln])
+            for fn, args in plan_image(ins[0][n], o[n], ins[1], scr):
+                fn(*args)
         finish(ins, o)
 
-    return Kernel([out], run_flat, scratch=scratch)
+    def bind_flat(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> RunFn:
+        ops = [op for n in range(N) for op in plan_image(ins[0][n], outs[0][n], ins[1], scr)]
+        x0, o0 = ins[0], outs[0]
+
+        def run_bound(ins_: Sequence[Any], outs_: Sequence[np.ndarray], scr_: Sequence[np.ndarray]) -> None:
+            if ins_[0] is not x0 or outs_[0] is not o0:  # not the arrays it was bound to
+                run_flat(ins_, outs_, scr_)
+                return
+            for fn, args in ops:
+                fn(*args)
+            finish(ins_, o0)
+
+        return run_bound
+
+    return Kernel([out], run_flat, scratch=scratch, bind=bind_flat)

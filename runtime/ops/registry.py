@@ -43,6 +43,9 @@ class Kernel:
     - ``inplace``: (output, input) pairs whose buffers may be shared when the input dies here.
     - ``zero_init``: outputs that must start zeroed: the executor zeroes them ("memset" kernels).
     - ``alias``: output -> input whose buffer it views (Reshape and friends: no copy, no step).
+    - ``bind``: optional; given a static plan's fixed arrays once, returns a run function for
+      exactly those arrays, with every view and slice made up front (Conv's many tap copies).
+      Dynamic plans, whose buffers change per inference, always call ``run``.
     """
 
     outputs: list[TensorInfo]
@@ -51,6 +54,7 @@ class Kernel:
     inplace: list[tuple[int, int]] = field(default_factory=list)
     zero_init: tuple[int, ...] = ()
     alias: dict[int, int] = field(default_factory=dict)
+    bind: Callable[[Sequence[Any], Sequence[Any], Sequence[np.ndarray]], RunFn] | None = None
 
 
 @dataclass

@@ -117,3 +117,20 @@ def test_conv_flat_taps_tiles_match_untiled(monkeypatch, group: int) -> None:
     x, w = _rand(2, 4, 13, 11), _rand(8, 4 // group, 3, 3)
     model = node_model("Conv", {"x": x}, initializers={"w": w}, pads=[1, 1, 1, 1], group=group)
     assert_matches(model, {"x": x})
+
+
+def test_conv_bound_steps_fall_back_when_handed_other_arrays() -> None:
+    """A static plan's bound Conv step precomputes views; called with other arrays it must still be right."""
+    import runtime as rt
+
+    x, w = _rand(1, 4, 9, 10), _rand(6, 4, 3, 3)
+    model = node_model("Conv", {"x": x}, initializers={"w": w}, pads=[1, 1, 1, 1])
+    req = rt.Core().compile_model(model, memory_mode="arena").create_infer_request()
+    want = req.infer({"x": x})["y"].copy()
+    (run, ins, outs, scr), = [s for s in req._bound.steps]
+    x2 = _rand(1, 4, 9, 10)
+    o2 = np.empty_like(outs[0])
+    run([x2, ins[1]], [o2], scr)
+    np.testing.assert_array_equal(o2, req.infer({"x": x2})["y"])
+    run(ins, outs, scr)
+    np.testing.assert_array_equal(outs[0], want)
