@@ -30,6 +30,19 @@ def _inject_conv_scratch(nbytes: int) -> None:
                     _run(ins, outs, scratch)
 
             kernel.run = bigger
+            bind = kernel.bind
+            if bind is not None:  # static plans run what bind returns: it must fill the workspace too
+
+                def bind_bigger(ins, outs, scratch, _bind=bind, _index=index):  # type: ignore[no-untyped-def]
+                    bound = _bind(ins, outs, scratch)
+
+                    def run_bound(i, o, s, _bound=bound):  # type: ignore[no-untyped-def]
+                        s[_index].fill(1.0)
+                        _bound(i, o, s)
+
+                    return run_bound
+
+                kernel.bind = bind_bigger
             return kernel
 
         opdef.prepare = prepare
