@@ -319,3 +319,14 @@ def test_symbolic_dims_must_agree_across_inputs() -> None:
     compiled = rt.Core().compile_model(model)
     with pytest.raises(rt.InputError, match="'N'"):
         compiled.infer({"a": np.zeros((2, 4), np.float32), "b": np.zeros((3, 4), np.float32)})
+
+
+@pytest.mark.parametrize("name", ["light:bvlc_alexnet", "light:densenet121", "light:inception_v1", "light:inception_v2",
+                                  "light:resnet50", "light:shufflenet", "light:squeezenet", "light:zfnet512",
+                                  "resnet18", "mobilenetv2", "u2netp", "bert"])
+def test_arena_plans_within_two_percent_of_the_lower_bound_on_the_zoo(name: str) -> None:
+    """The benchmark models as the latency table runs them: Conv's scratch must not spoil the packing."""
+    from runtime import zoo
+
+    s = rt.Core().compile_model(zoo.get(name), memory_mode="arena").memory_stats()
+    assert s["intermediate_bytes"] <= 1.02 * s["lower_bound_bytes"], s
