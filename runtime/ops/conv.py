@@ -343,40 +343,55 @@ def flat_taps(
                 merged.append(r)
         fills += [(j, w0, w1) for w0, w1 in merged]
 
+    # Per tile, the integer work of every tap, decided once: (t, lo, hi) runs to zero and
+    # (t, phase, lo, hi, src_lo, src_hi) copies. ``run`` then only makes views and calls numpy.
+    specs = []
+    for g0, g1, r0, r1 in tiles:
+        ln, base = (r1 - r0) * Wo, r0 * Wo
+        zeros, copies = [], []
+        for t, (q, shift, _) in enumerate(taps):
+            lo, hi = max(0, -(base + shift)), min(ln, flat_len[q] - base - shift)
+            if hi <= lo:
+                zeros.append((t, 0, ln))
+                continue
+            if lo:
+                zeros.append((t, 0, lo))
+            if hi < ln:
+                zeros.append((t, hi, ln))
+            copies.append((t, q, lo, hi, base + shift + lo, base + shift + hi))
+        specs.append((g0, g1, r1 - r0, ln, base, zeros, copies))
+
+    def sources(x: np.ndarray, scr: Sequence[np.ndarray], ops: list[Any] | None) -> list[np.ndarray]:
+        """Each phase of image ``x`` as (G, Cg, rows * Wo); the phase split is run, or planned into ``ops``."""
+        if not strided:
+            return [x.reshape(G, Cg, H * W)]
+        ph = scr[1]
+        for q, (a, b) in enumerate(phases):
+            r = phase_rows[q]
+            cols = min(-(-(W - b) // sx) if b < W else 0, Wo)
+            if r and cols:
+                dst = ph[q].reshape(C, pitch)[:, :r * Wo].reshape(C, r, Wo)
+                args = (dst[:, :, :cols], x[:, a::sy, b::sx][:, :r, :cols])
+                if ops is None:
+                    np.copyto(*args)
+                else:
+                    ops.append((np.copyto, args))
+        return [ph[q] for q in range(len(phases))]
+
     def plan_image(x: np.ndarray, o: np.ndarray, w: np.ndarray, scr: Sequence[np.ndarray]) -> list[Any]:
         """Every copy, fill and matmul of one image, as (function, args) over fixed views."""
         ops: list[Any] = []
         col = scr[0]
         wg = w.reshape(G, Mg, Kg)
-        if strided:
-            ph = scr[1]
-            for q, (a, b) in enumerate(phases):
-                r = phase_rows[q]
-                cols = min(-(-(W - b) // sx) if b < W else 0, Wo)
-                if r and cols:
-                    dst = ph[q].reshape(C, pitch)[:, :r * Wo].reshape(C, r, Wo)
-                    ops.append((np.copyto, (dst[:, :, :cols], x[:, a::sy, b::sx][:, :r, :cols])))
-            srcs = [ph[q] for q in range(len(phases))]
-        else:
-            srcs = [x.reshape(G, Cg, H * W)]
+        srcs = sources(x, scr, ops)
         of = o.reshape(G, Mg, Ho * Wo)
-        for g0, g1, r0, r1 in tiles:
-            ln, base = (r1 - r0) * Wo, r0 * Wo
+        for g0, g1, nr, ln, base, zeros, copies in specs:
             c = col[:g1 - g0, :, :ln]
             tv = c.reshape(g1 - g0, Cg, T, ln)
-            for t, (q, shift, _) in enumerate(taps):
-                dst = tv[:, :, t]
-                lo, hi = max(0, -(base + shift)), min(ln, flat_len[q] - base - shift)
-                if hi <= lo:
-                    ops.append((np.copyto, (dst, 0)))
-                    continue
-                if lo:
-                    ops.append((np.copyto, (dst[..., :lo], 0)))
-                if hi < ln:
-                    ops.append((np.copyto, (dst[..., hi:], 0)))
-                ops.append((np.copyto, (dst[..., lo:hi], srcs[q][g0:g1, :, base + shift + lo:base + shift + hi])))
+            ops += [(np.copyto, (tv[:, :, t, lo:hi], 0)) for t, lo, hi in zeros]
+            ops += [(np.copyto, (tv[:, :, t, lo:hi], srcs[q][g0:g1, :, a:b])) for t, q, lo, hi, a, b in copies]
             if fills:
-                grid = c.reshape(g1 - g0, Cg, kh, kw, r1 - r0, Wo)
+                grid = c.reshape(g1 - g0, Cg, kh, kw, nr, Wo)
                 ops += [(np.copyto, (grid[:, :, :, j, :, w0:w1], 0)) for j, w0, w1 in fills]
             # A column block of the row-major output is still a BLAS matrix (ldc = Ho*Wo).
             ops.append((_matmul_into, (wg[g0:g1], c, of[g0:g1, :, base:base + ln])))
@@ -384,9 +399,23 @@ def flat_taps(
 
     def run_flat(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
         o = outs[0]
+        col = scr[0]
+        wg = ins[1].reshape(G, Mg, Kg)
         for n in range(N):
-            for fn, args in plan_image(ins[0][n], o[n], ins[1], scr):
-                fn(*args)
+            srcs = sources(ins[0][n], scr, None)
+            of = o[n].reshape(G, Mg, Ho * Wo)
+            for g0, g1, nr, ln, base, zeros, copies in specs:
+                c = col[:g1 - g0, :, :ln]
+                tv = c.reshape(g1 - g0, Cg, T, ln)
+                for t, lo, hi in zeros:
+                    tv[:, :, t, lo:hi] = 0
+                for t, q, lo, hi, a, b in copies:
+                    np.copyto(tv[:, :, t, lo:hi], srcs[q][g0:g1, :, a:b])
+                if fills:
+                    grid = c.reshape(g1 - g0, Cg, kh, kw, nr, Wo)
+                    for j, w0, w1 in fills:
+                        grid[:, :, :, j, :, w0:w1] = 0
+                np.matmul(wg[g0:g1], c, out=of[g0:g1, :, base:base + ln])
         finish(ins, o)
 
     def bind_flat(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> RunFn:
