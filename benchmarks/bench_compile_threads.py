@@ -10,7 +10,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from fresh import markdown_table, mib, run_fresh, save_model
+from fresh import mib, publish_table, run_fresh, save_model
 
 CHILD = """
 import runtime as rt
@@ -42,11 +42,8 @@ def main() -> None:
             peak = statistics.median(r["hwm"] - r["base_rss"] for r in runs)
             rows.append([name, n, f"{secs:.3f}", mib(hwm), mib(peak), mib(runs[0]["weights"])])
             print(rows[-1], flush=True)
-    table = markdown_table(["model", "compile_threads", "compile s (median)", "VmHWM MiB", "compile peak +MiB",
-                            "weights MiB"], rows)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    publish_table(["model", "compile_threads", "compile s (median)", "VmHWM MiB", "compile peak +MiB",
+                   "weights MiB"], rows, args.out)
 
 
 if __name__ == "__main__":

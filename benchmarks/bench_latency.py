@@ -40,7 +40,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 from bench_op_profile import blas_kernel  # noqa: E402
-from fresh import markdown_table  # noqa: E402
+from fresh import publish_table  # noqa: E402
 from timing import interleaved, median_time, time_pair  # noqa: E402
 
 LIGHT = ["light:bvlc_alexnet", "light:densenet121", "light:inception_v1", "light:inception_v2", "light:resnet50",
@@ -85,10 +85,7 @@ def main() -> None:
     if args.modes:
         header += [f"{m} / default" for m in rt.MEMORY_MODES if m != "default"] + ["worst mode / default"]
     print(f"BLAS: {blas_kernel()}; OPENBLAS_NUM_THREADS={THREADS}, onnxruntime intra_op_num_threads={args.threads}")
-    table = markdown_table(header, rows)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    publish_table(header, rows, args.out)
 
 
 def mode_columns(rt: Any, model: Any, feeds: dict[str, Any], runs: int) -> list[str]:

@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from fresh import markdown_table, mib, run_fresh, save_model
+from fresh import mib, publish_table, run_fresh, save_model
 
 CHILD = """
 import statistics
@@ -66,12 +66,9 @@ def main() -> None:
                 f"{r['steady'] / base:.2f}" if base else "-", s["allocations_per_inference"],
             ])
             print(" | ".join(str(c) for c in rows[-1]), flush=True)
-    table = markdown_table(
+    publish_table(
         ["model", "mode", "VmHWM MiB", "inference peak MiB", "intermediate MiB", "lower bound MiB",
-         "planned/lower", "first ms", "steady ms", "median ms", "steady vs default", "allocs/infer"], rows)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+         "planned/lower", "first ms", "steady ms", "median ms", "steady vs default", "allocs/infer"], rows, args.out)
 
 
 if __name__ == "__main__":

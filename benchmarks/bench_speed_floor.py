@@ -42,7 +42,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_conv_floor import conv_gemms, gemm_floor  # noqa: E402
 from bench_op_profile import blas_kernel  # noqa: E402
-from fresh import markdown_table  # noqa: E402
+from fresh import publish_table  # noqa: E402
 from timing import median_time, time_pair  # noqa: E402
 
 TARGET_SET = ["light:bvlc_alexnet", "light:densenet121", "light:inception_v1", "light:inception_v2",
@@ -171,12 +171,9 @@ def main() -> None:
         ])
         print(" | ".join(rows[-1]), flush=True)
     print(f"\nCPU: {cpu_name()}; BLAS: {blas_kernel()}; one thread each")
-    table = markdown_table(
+    publish_table(
         ["model", "runtime ms", "onnxruntime ms", "runtime / ort", "GEMM floor ms", "column floor ms",
-         "epilogue floor ms", "floor ms", "floor / ort", "runtime / floor", "target ms", "met"], rows)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+         "epilogue floor ms", "floor ms", "floor / ort", "runtime / floor", "target ms", "met"], rows, args.out)
 
 
 if __name__ == "__main__":

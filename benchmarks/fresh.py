@@ -81,6 +81,20 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def publish_table(headers: list[str], rows: list[list[Any]], out: Path | None) -> str:
+    """Print the Markdown table and, given ``out``, write it there whole (temporary file, fsync, rename)."""
+    table = markdown_table(headers, rows)
+    print(table)
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(table + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    return table
+
+
 def save_model(name: str, folder: Path, **options: Any) -> Path:
     """Write a zoo model to ``folder`` once (children then read a file, not a generator)."""
     from runtime import zoo
