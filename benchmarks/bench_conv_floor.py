@@ -31,14 +31,16 @@ from fresh import markdown_table  # noqa: E402
 from timing import median_time, time_pair  # noqa: E402
 
 
+def conv_shapes(plan: list[dict[str, Any]]) -> list[tuple[list[int], list[int], list[int]]]:
+    """(input, weight, output) shapes of each Conv step of ``describe_plan()``."""
+    return [(step["inputs"][0]["shape"], step["inputs"][1]["shape"], step["outputs"][0]["shape"])
+            for step in plan if step["op_type"] == "Conv"]
+
+
 def conv_gemms(plan: list[dict[str, Any]]) -> list[tuple[int, int, int, int]]:
     """(groups, M/groups, K, N) of the one matmul each Conv step runs, per image."""
     shapes = []
-    for step in plan:
-        if step["op_type"] != "Conv":
-            continue
-        x, w = step["inputs"][0]["shape"], step["inputs"][1]["shape"]
-        out = step["outputs"][0]["shape"]
+    for x, w, out in conv_shapes(plan):
         groups = x[1] // w[1]
         shapes.append((groups, w[0] // groups, int(np.prod(w[1:])), int(np.prod(out[2:]))))
     return shapes

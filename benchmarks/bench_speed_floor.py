@@ -40,7 +40,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from bench_conv_floor import conv_gemms, gemm_floor  # noqa: E402
+from bench_conv_floor import conv_gemms, conv_shapes, gemm_floor  # noqa: E402
 from bench_op_profile import blas_kernel  # noqa: E402
 from fresh import publish_table  # noqa: E402
 from timing import median_time, time_pair  # noqa: E402
@@ -67,17 +67,8 @@ def matmul_shapes(plan: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
 
 def column_floats(plan: list[dict[str, Any]]) -> list[int]:
     """Floats of the column matrix of each Conv whose kernel is larger than 1x1."""
-    sizes = []
-    for step in plan:
-        if step["op_type"] != "Conv":
-            continue
-        x, w = step["inputs"][0]["shape"], step["inputs"][1]["shape"]
-        out = step["outputs"][0]["shape"]
-        if int(np.prod(w[2:])) == 1:
-            continue
-        groups = x[1] // w[1]
-        sizes.append(x[0] * groups * int(np.prod(w[1:])) * int(np.prod(out[2:])))
-    return sizes
+    return [x[0] * (x[1] // w[1]) * int(np.prod(w[1:])) * int(np.prod(out[2:]))
+            for x, w, out in conv_shapes(plan) if int(np.prod(w[2:])) > 1]
 
 
 def matmul_floor(shapes: list[tuple[int, int, int]], runs: int) -> float:

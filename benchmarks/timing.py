@@ -11,14 +11,7 @@ from typing import Any
 
 def median_time(fn: Callable[[], object], runs: int, warmup: int = 1) -> float:
     """Median seconds of ``runs`` calls of ``fn`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return interleaved([fn], runs, warmup)[0]
 
 
 def ort_session(model: Any, threads: int = 1) -> Any:

@@ -117,10 +117,9 @@ class NativeHunter:
         reader = self._memray.FileReader(path)
         out: dict[tuple[Any, ...], tuple[int, int, list[tuple[str, str, int]]]] = {}
         for rec in reader.get_leaked_allocation_records(merge_threads=True):
-            try:
-                stack = [tuple(f) for f in rec.hybrid_stack_trace(max_stacks=self.frames)]
-            except NotImplementedError:  # an allocation without native frames (a capture without them)
-                stack = [tuple(f) for f in rec.stack_trace(max_stacks=self.frames)]
+            # Leaked records are live allocations, for which memray always has a hybrid trace (it raises
+            # NotImplementedError only for deallocations); the tracker records native frames.
+            stack = [tuple(f) for f in rec.hybrid_stack_trace(max_stacks=self.frames)]
             key = tuple(stack)
             size, count, _ = out.get(key, (0, 0, stack))
             out[key] = (size + rec.size, count + rec.n_allocations, stack)  # type: ignore[assignment]

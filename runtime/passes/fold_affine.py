@@ -18,6 +18,7 @@ import numpy as np
 
 from ..ir import Graph, Node, unique_name, used_names
 from .base import PassContext
+from .fold_batchnorm import constant_batchnorm
 
 _SAME_RANK = frozenset({
     "BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "Identity", "Dropout",
@@ -76,9 +77,7 @@ def _producer_channels(node: Node, constants: dict[str, np.ndarray]) -> tuple[in
         w = constants[node.inputs[1]]
         return (int(w.shape[0]), w.dtype) if w.dtype.kind == "f" else None
     if node.op_type == "BatchNormalization":
-        if len(node.inputs) < 5 or any(x not in constants for x in node.inputs[1:5]):
-            return None
-        if int(node.attrs.get("spatial", 1)) != 1 or int(node.attrs.get("training_mode", 0)):
+        if not constant_batchnorm(node, constants):
             return None
         scale = constants[node.inputs[1]]
         return (int(scale.shape[0]), scale.dtype) if scale.ndim == 1 and scale.dtype.kind == "f" else None
@@ -88,61 +87,49 @@ def _producer_channels(node: Node, constants: dict[str, np.ndarray]) -> tuple[in
 def fold_affine(graph: Graph, ctx: PassContext) -> Graph:
     """Fold every per-channel constant Mul/Add that is the only reader of a Conv/BN output.
 
-    A replaced constant that nothing else reads is dropped at once, so the compile peak holds
-    one old and one new copy of a single layer's filters, as in ``fold_batchnorm``.
+    One pass over the nodes; a producer keeps folding while its new output's only reader is
+    another such Mul/Add (``Conv -> Mul -> Add``). A replaced constant that nothing else reads is
+    dropped at once, so the compile peak holds one old and one new copy of a single layer's
+    filters, as in ``fold_batchnorm``.
     """
     visible = set(graph.output_names) | ctx.protected
     constants = dict(graph.constants)
     taken = used_names(graph)
     rank = ranks(graph, ctx)
-    nodes: list[Node] = list(graph.nodes)
+    nodes: list[Node | None] = list(graph.nodes)
+    consumers: dict[str, list[int]] = {}  # by index into ``nodes``; a folded-away reader becomes None
+    for i, n in enumerate(graph.nodes):
+        for name in n.inputs:
+            if name:
+                consumers.setdefault(name, []).append(i)
+
+    def readers(name: str) -> list[int]:
+        return [u for u in consumers.get(name, []) if (n := nodes[u]) is not None and name in n.inputs]
+
     folded = 0
-    start = 0
-    while True:
-        consumers: dict[str, list[int]] = {}
-        for i, n in enumerate(nodes):
-            for name in n.inputs:
-                if name:
-                    consumers.setdefault(name, []).append(i)
-        hit = _next_fold(nodes, start, consumers, constants, rank, visible)
-        if hit is None:
-            break
-        i, j, vec = hit
-        before = set(nodes[i].inputs) | set(nodes[j].inputs)
-        nodes[i] = _fold(nodes[i], nodes[j], vec, constants, taken)
-        del nodes[j]
-        after = set(nodes[i].inputs)
-        for name in before - after:  # old filters, bias and the Mul/Add operand
-            if name in constants and name not in visible and len(consumers.get(name, [])) <= 1:
-                del constants[name]
-        folded += 1
-        start = i  # a Conv/BN can take the next Mul/Add of a chain; earlier nodes were all tried
+    for i in range(len(nodes)):
+        while (prod := nodes[i]) is not None and (spec := _producer_channels(prod, constants)) is not None:
+            mid = prod.outputs[0]
+            users = readers(mid)
+            if mid in visible or len(users) != 1 or mid not in rank:
+                break
+            user = nodes[users[0]]
+            assert user is not None
+            value = _operand(user, mid, constants)
+            vec = None if value is None else per_channel(value, rank[mid], spec[0])
+            if vec is None or len([o for o in user.outputs if o]) != 1:
+                break
+            before = set(prod.inputs) | set(user.inputs)
+            new = nodes[i] = _fold(prod, user, vec.astype(np.float64), constants, taken)
+            nodes[users[0]] = None
+            for name in before - set(new.inputs):  # old filters, bias and the Mul/Add operand
+                if name in constants and name not in visible and not readers(name):
+                    del constants[name]
+            folded += 1
     if not folded:
         return graph
     ctx.count("folded_affine", folded)
-    return graph.replace(nodes=nodes, constants=constants)
-
-
-def _next_fold(
-    nodes: list[Node], start: int, consumers: dict[str, list[int]], constants: dict[str, np.ndarray],
-    rank: dict[str, int], visible: set[str],
-) -> tuple[int, int, np.ndarray] | None:
-    """(producer index, Mul/Add index, per-channel vector) of the first fold from ``start`` on."""
-    for i in range(start, len(nodes)):
-        prod = nodes[i]
-        spec = _producer_channels(prod, constants)
-        if spec is None:
-            continue
-        mid = prod.outputs[0]
-        users = consumers.get(mid, [])
-        if mid in visible or len(users) != 1 or mid not in rank:
-            continue
-        user = nodes[users[0]]
-        value = _operand(user, mid, constants)
-        vec = None if value is None else per_channel(value, rank[mid], spec[0])
-        if vec is not None and len([o for o in user.outputs if o]) == 1:
-            return i, users[0], vec.astype(np.float64)
-    return None
+    return graph.replace(nodes=[n for n in nodes if n is not None], constants=constants)
 
 
 def _fold(prod: Node, user: Node, vec: np.ndarray, constants: dict[str, np.ndarray], taken: set[str]) -> Node:

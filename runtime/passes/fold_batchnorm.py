@@ -8,13 +8,18 @@ from ..ir import Graph, Node, unique_name, used_names
 from .base import PassContext
 
 
+def constant_batchnorm(bn: Node, constants: dict[str, np.ndarray]) -> bool:
+    """An inference-mode, per-channel BatchNormalization with constant parameters and one output."""
+    if len(bn.inputs) < 5 or any(x not in constants for x in bn.inputs[1:5]):
+        return False
+    if len([o for o in bn.outputs if o]) != 1 or int(bn.attrs.get("spatial", 1)) != 1:
+        return False
+    return not int(bn.attrs.get("training_mode", 0))
+
+
 def _bn_params(bn: Node, graph: Graph) -> tuple[np.ndarray, np.ndarray] | None:
     """(scale, shift) of an inference-mode BatchNormalization with constant parameters."""
-    if len(bn.inputs) < 5 or any(x not in graph.constants for x in bn.inputs[1:5]):
-        return None
-    if len([o for o in bn.outputs if o]) != 1 or int(bn.attrs.get("spatial", 1)) != 1:
-        return None
-    if int(bn.attrs.get("training_mode", 0)):
+    if not constant_batchnorm(bn, graph.constants):
         return None
     gamma, beta, mean, var = (graph.constants[x].astype(np.float64) for x in bn.inputs[1:5])
     eps = float(bn.attrs.get("epsilon", 1e-5))
