@@ -70,6 +70,7 @@ class Bound:
     steps: list[tuple[RunFn, list[np.ndarray | None], list[np.ndarray | None], list[np.ndarray]]] = field(
         default_factory=list)
     arena_generation: int = -1
+    recipe: _DynamicRecipe | None = None  # dynamic plans: operand slots, made at the first run
 
 
 class InferRequest:
@@ -222,40 +223,49 @@ class InferRequest:
         self._collect(b, b.buffers)
 
     def _run_dynamic(self, b: Bound) -> None:
-        plan, prog = b.plan, b.program
+        plan = b.plan
+        if b.recipe is None:
+            b.recipe = _DynamicRecipe(self, b)
+        rec = b.recipe
         sizes = plan.buffers
         buffers: list[np.ndarray | None] = [None] * len(sizes)
-        live = peak = allocs = 0
+        cur = list(rec.fixed)  # every operand slot: a fixed array, a live view, or None
+        views_of, slots_of = rec.views_of, rec.slots_of
+        live = allocs = 0
+
+        def allocate(bi: int) -> None:
+            raw = buffers[bi] = aligned_empty(sizes[bi])
+            for slot, start, stop, dtype, shape in views_of[bi]:
+                cur[slot] = raw[start:stop].view(dtype).reshape(shape)
+
         for bi in plan.alloc_start:
-            buffers[bi] = aligned_empty(sizes[bi])
+            allocate(bi)
             live += sizes[bi]
             allocs += 1
         self._zero(plan.zero_start, buffers)
         peak = live
-        step = None
+        i = 0
         try:
-            for step in prog.steps:
-                i = step.index
-                for bi in plan.alloc_before[i]:
-                    buffers[bi] = aligned_empty(sizes[bi])
+            for i, (run, in_slots, out_slots, scr_slots, alloc, zero, free) in enumerate(rec.steps):
+                for bi in alloc:
+                    allocate(bi)
                     live += sizes[bi]
                     allocs += 1
                 peak = max(peak, live)
-                if plan.zero_before[i]:
-                    self._zero(plan.zero_before[i], buffers)
-                ins = [None if not x else self._array(b, x, buffers) for x in step.inputs]
-                outs = [None if not x else self._array(b, x, buffers) for x in step.outputs]
-                scr = _scratch(step, plan.scratch[i], buffers)
-                _run_fn(step)(ins, outs, scr)
-                del ins, outs, scr
-                for bi in plan.free_after[i]:
+                if zero:
+                    self._zero(zero, buffers)
+                run([cur[j] for j in in_slots], [cur[j] for j in out_slots], [cur[j] for j in scr_slots])
+                for bi in free:  # drop the buffer and every view of it, so its memory goes back
                     buffers[bi] = None
+                    for slot in slots_of[bi]:
+                        cur[slot] = None
                     live -= sizes[bi]
         except Error:
             raise
         except Exception as e:
-            assert step is not None
+            step = b.program.steps[i]
             raise KernelError(f"node '{step.node}' ({step.op_type}) failed: {type(e).__name__}: {e}") from e
+        del cur
         self.peak_live_bytes = peak
         self.allocations_last = allocs
         self._collect(b, buffers)
@@ -267,6 +277,55 @@ class InferRequest:
             name: self._array(b, name, buffers)
             for name in self._compiled.keep if name in prog.infos
         }
+
+
+class _DynamicRecipe:
+    """A dynamic plan's per-inference work with every name, offset and shape resolved once.
+
+    Each step operand is a *slot*: constants and graph inputs fill theirs for good; a
+    planned tensor's slot is set to a view when its buffer is allocated and cleared when
+    the buffer is dropped (a view would keep the freed memory alive). An inference is then
+    list indexing and three numpy calls per view instead of name lookups per operand
+    (MobileNetV2: about 1.3 ms of views and lookups per inference before).
+    """
+
+    def __init__(self, request: InferRequest, b: Bound) -> None:
+        prog, plan = b.program, b.plan
+        slot: dict[object, int] = {}
+        self.fixed: list[np.ndarray | None] = [None]  # slot 0 stays None: an omitted operand
+        self.views_of: list[list[tuple[int, int, int, np.dtype, tuple[int, ...]]]] = [[] for _ in plan.buffers]
+        self.slots_of: list[list[int]] = [[] for _ in plan.buffers]
+
+        def place(key: object, bi: int, off: int, info: TensorInfo) -> int:
+            if key not in slot:
+                slot[key] = len(self.fixed)
+                self.fixed.append(None)
+                stop = off + info.nbytes
+                self.views_of[bi].append((slot[key], off, stop, info.dtype, cast(tuple[int, ...], info.shape)))
+                self.slots_of[bi].append(slot[key])
+            return slot[key]
+
+        def operand(name: str) -> int:
+            if not name:
+                return 0
+            if name in slot:
+                return slot[name]
+            if name in prog.known or prog.root(name) in b.inputs:
+                slot[name] = len(self.fixed)
+                self.fixed.append(request._array(b, name, []))
+                return slot[name]
+            bi, off = plan.place[name]
+            return place(name, bi, off, prog.infos[name])
+
+        self.steps = []
+        for step in prog.steps:
+            i = step.index
+            ins = [operand(x) for x in step.inputs]
+            outs = [operand(x) for x in step.outputs]
+            scr = [place((i, k), bi, off, info)
+                   for k, ((bi, off), info) in enumerate(zip(plan.scratch[i], step.kernel.scratch))]
+            self.steps.append((_run_fn(step), ins, outs, scr, plan.alloc_before[i], plan.zero_before[i],
+                               plan.free_after[i]))
 
 
 def describe_feed(name: str, info: TensorInfo) -> str:

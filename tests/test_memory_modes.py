@@ -86,6 +86,41 @@ def test_released_intermediate_raises_data_removed(mode: str) -> None:
     assert "skip" in str(e.value) and mode in str(e.value)
 
 
+def test_reduce_hands_each_buffer_back_after_its_last_reader(monkeypatch) -> None:
+    """No view or operand list may keep a dropped buffer alive: at every allocation, exactly the
+    plan's live buffers are still referenced (a leaked reference would hold the memory reduce frees)."""
+    import weakref
+
+    from runtime import executor
+
+    compiled = rt.Core().compile_model(chain_model(), memory_mode="reduce")
+    req = compiled.create_infer_request()
+    feeds = {"x": RNG.standard_normal((1, 4, 12, 12)).astype(np.float32)}
+    req.infer(feeds)
+    plan = req._bound.plan
+    expected, live = [], len(plan.alloc_start)
+    expected += list(range(1, live + 1))
+    for i in range(len(plan.alloc_before)):
+        for _ in plan.alloc_before[i]:
+            live += 1
+            expected.append(live)
+        live -= len(plan.free_after[i])
+    refs: list = []
+    seen: list[int] = []
+    real = executor.aligned_empty
+
+    def spy(nbytes: int) -> np.ndarray:
+        seen.append(sum(r() is not None for r in refs) + 1)
+        buf = real(nbytes)
+        refs.append(weakref.ref(buf.base if buf.base is not None else buf))
+        return buf
+
+    monkeypatch.setattr(executor, "aligned_empty", spy)
+    req.infer(feeds)
+    assert seen == expected
+    assert max(expected) < len(plan.buffers)  # the plan does drop buffers mid-inference
+
+
 @pytest.mark.parametrize("mode", rt.MEMORY_MODES)
 def test_keep_makes_an_intermediate_retrievable(mode: str) -> None:
     core = rt.Core()
