@@ -119,6 +119,34 @@ def test_conv_flat_taps_tiles_match_untiled(monkeypatch, group: int) -> None:
     assert_matches(model, {"x": x})
 
 
+@pytest.mark.parametrize("mode", ["arena", "reduce"])
+@pytest.mark.parametrize("k,attrs", [(3, {"pads": [1, 1, 1, 1]}), (3, {"pads": [2, 2, 2, 2], "dilations": [2, 2]}),
+                                     (3, {"pads": [3, 1, 3, 1], "dilations": [3, 1]}), (5, {"pads": [2, 2, 2, 2]}),
+                                     (3, {"pads": [0, 1, 2, 1]})])
+def test_conv_interior_tiles_copy_every_tap_at_once(monkeypatch, mode: str, k: int, attrs: dict) -> None:
+    """Tiles with every tap inside the image read them as one strided view: fewer copies, same bits."""
+    import runtime as rt
+    from runtime.ops import conv
+
+    monkeypatch.setattr(conv, "COL_BUDGET", 4 * 25 * 11 * 2)  # two output rows per tile: interior tiles
+    x, w, b = _rand(1, 4, 16, 11), _rand(5, 4, k, k), _rand(5)
+    model = node_model("Conv", {"x": x}, initializers={"w": w, "b": b}, **attrs)
+    calls = []
+    real_copyto = np.copyto
+    monkeypatch.setattr(np, "copyto", lambda *a, **kw: calls.append(1) or real_copyto(*a, **kw))
+    counts, outs = [], []
+    for strided_taps in (True, False):
+        monkeypatch.setattr(conv, "STRIDED_TAPS", strided_taps)
+        req = rt.Core().compile_model(model, memory_mode=mode).create_infer_request()
+        req.infer({"x": x})
+        calls.clear()
+        outs.append(req.infer({"x": x})["y"].copy())
+        counts.append(len(calls))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert counts[0] < counts[1], f"no tile took the one-copy path: {counts[0]} vs {counts[1]} copies"
+    assert_matches(model, {"x": x})
+
+
 def test_conv_bound_steps_fall_back_when_handed_other_arrays() -> None:
     """A static plan's bound Conv step precomputes views; called with other arrays it must still be right."""
     import runtime as rt
