@@ -244,9 +244,9 @@ class InferRequest:
             allocs += 1
         self._zero(plan.zero_start, buffers)
         peak = live
-        i = 0
+        step = None
         try:
-            for i, (run, in_slots, out_slots, scr_slots, alloc, zero, free) in enumerate(rec.steps):
+            for step, run, in_slots, out_slots, scr_slots, alloc, zero, free in rec.steps:  # noqa: B007 (names a failure)
                 for bi in alloc:
                     allocate(bi)
                     live += sizes[bi]
@@ -254,7 +254,8 @@ class InferRequest:
                 peak = max(peak, live)
                 if zero:
                     self._zero(zero, buffers)
-                run([cur[j] for j in in_slots], [cur[j] for j in out_slots], [cur[j] for j in scr_slots])
+                run([cur[j] for j in in_slots], [cur[j] for j in out_slots],
+                    cast(list[np.ndarray], [cur[j] for j in scr_slots]))
                 for bi in free:  # drop the buffer and every view of it, so its memory goes back
                     buffers[bi] = None
                     for slot in slots_of[bi]:
@@ -263,9 +264,9 @@ class InferRequest:
         except Error:
             raise
         except Exception as e:
-            step = b.program.steps[i]
+            assert step is not None
             raise KernelError(f"node '{step.node}' ({step.op_type}) failed: {type(e).__name__}: {e}") from e
-        del cur
+        cur.clear()
         self.peak_live_bytes = peak
         self.allocations_last = allocs
         self._collect(b, buffers)
@@ -324,7 +325,7 @@ class _DynamicRecipe:
             outs = [operand(x) for x in step.outputs]
             scr = [place((i, k), bi, off, info)
                    for k, ((bi, off), info) in enumerate(zip(plan.scratch[i], step.kernel.scratch))]
-            self.steps.append((_run_fn(step), ins, outs, scr, plan.alloc_before[i], plan.zero_before[i],
+            self.steps.append((step, _run_fn(step), ins, outs, scr, plan.alloc_before[i], plan.zero_before[i],
                                plan.free_after[i]))
 
 

@@ -256,3 +256,18 @@ def test_a_read_model_compiles_again_after_reduce_constant(tmp_path) -> None:
     core.compile_model(from_bytes)
     with pytest.raises(rt.ModelLoadError, match="no file to read again"):
         core.compile_model(from_bytes)
+
+
+def test_kernel_failure_in_reduce_mode_names_the_node() -> None:
+    compiled = rt.Core().compile_model(small_model(), memory_mode="reduce")
+    req = compiled.create_infer_request()
+    req.infer({"x": X})
+    rec = req._bound.recipe
+    step, run, *rest = rec.steps[0]
+
+    def broken(*args):
+        raise FloatingPointError("boom")
+
+    rec.steps[0] = (step, broken, *rest)
+    with pytest.raises(rt.KernelError, match="node 'conv'.*boom"):
+        req.infer({"x": X})
