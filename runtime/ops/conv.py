@@ -17,6 +17,7 @@ re-zeroed on every run, because a planned scratch buffer shares memory with othe
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ from .registry import Kernel, OpContext, RunFn, register
 COL_BUDGET = 2 << 20  # bytes of column buffer per conv (tiles of output rows): L2-sized, as fast as 8 MiB or faster
 WIDE_ROWS = True  # stride-1 2-d grouped convs use wide_rows (a switch for A/B timing)
 FLAT_TAPS = True  # stride-1 2-d convs with horizontal "same" padding use flat_taps (a switch for A/B timing)
+PAIR_CAST = True  # stride-2 phase splits copy float pairs by a uint64 -> uint32 cast (a switch for A/B timing)
 STRIDED_TAPS = True  # flat_taps reads an interior tile's taps as one strided view (a switch for A/B timing)
 GROUP_COL_BUDGET = 2 << 20  # grouped/depthwise column block: L2-sized blocks measured fastest
 
@@ -205,6 +207,29 @@ def _matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 Source = Callable[[Sequence[Any], Sequence[np.ndarray]], np.ndarray]
 
 
+def _float_pairs(x: np.ndarray, start: int, shape: tuple[int, int, int], pitch: tuple[int, int]) -> np.ndarray | None:
+    """Every other float32 of ``x`` from element ``start`` on, as uint64 pairs whose low half is it.
+
+    ``shape`` is (channels, rows, columns) and ``pitch`` the element steps of the first two; the
+    column step is two floats. None where that does not apply (another dtype, a big-endian
+    machine, a non-contiguous ``x``, or a last pair that would end past ``x``'s buffer).
+    """
+    if x.dtype != np.float32 or not x.flags.c_contiguous or sys.byteorder != "little":
+        return None
+    c, r, n = shape
+    end = 4 * (start + (c - 1) * pitch[0] + (r - 1) * pitch[1] + 2 * (n - 1)) + 8
+    if end > x.nbytes:
+        return None
+    return np.ndarray(shape, np.uint64, buffer=x, offset=4 * start, strides=(4 * pitch[0], 4 * pitch[1], 8))
+
+
+def _low_halves_into(dst: np.ndarray, pairs: np.ndarray) -> None:
+    # A truncating uint64 -> uint32 cast keeps each pair's low half: the even float's bits on a
+    # little-endian machine. Contiguous on both sides, 1.4-2x faster than a stride-2 float copy
+    # (MobileNetV2's phase splits); bit-exact, NaN payloads included.
+    np.copyto(dst, pairs, casting="unsafe")
+
+
 def wide_rows(
     ctx: OpContext, out: TensorInfo, scratch: list[TensorInfo], source: Source, finish: Finish,
     G: int, Mg: int, Cg: int, pshape: Sequence[int], out_sp: Sequence[int], k: Sequence[int],
@@ -370,6 +395,8 @@ def flat_taps(
     dl0, dl1 = (taps[kw][1] - taps[0][1]) if kh > 1 else 0, (taps[1][1] - taps[0][1]) if kw > 1 else 0
     tap_strides = (Cg * H * W * item, H * W * item, dl0 * item, dl1 * item, item)
 
+    pair_cast = PAIR_CAST and sx == 2
+
     def sources(x: np.ndarray, scr: Sequence[np.ndarray], ops: list[Any]) -> list[np.ndarray]:
         """Each phase of image ``x`` as (G, Cg, rows * Wo); the phase split is planned into ``ops``."""
         if not strided:
@@ -379,8 +406,12 @@ def flat_taps(
             r = phase_rows[q]
             cols = min(-(-(W - b) // sx) if b < W else 0, Wo)
             if r and cols:
-                dst = ph[q].reshape(C, pitch)[:, :r * Wo].reshape(C, r, Wo)
-                ops.append((np.copyto, (dst[:, :, :cols], x[:, a::sy, b::sx][:, :r, :cols])))
+                dst = ph[q].reshape(C, pitch)[:, :r * Wo].reshape(C, r, Wo)[:, :, :cols]
+                pairs = _float_pairs(x, a * W + b, (C, r, cols), (H * W, sy * W)) if pair_cast else None
+                if pairs is not None:
+                    ops.append((_low_halves_into, (dst.view(np.uint32), pairs)))
+                else:
+                    ops.append((np.copyto, (dst, x[:, a::sy, b::sx][:, :r, :cols])))
         return [ph[q] for q in range(len(phases))]
 
     def plan_image(x: np.ndarray, o: np.ndarray, w: np.ndarray, scr: Sequence[np.ndarray]) -> list[Any]:

@@ -164,3 +164,42 @@ def test_conv_bound_steps_fall_back_when_handed_other_arrays() -> None:
     outs[0][...] = 0
     run(ins, outs, scr)  # its own arrays again: the bound path, still reading the bound input
     np.testing.assert_array_equal(outs[0], want)
+
+
+def test_phase_split_by_pair_cast_is_bit_exact_and_stays_in_the_buffer() -> None:
+    """Stride-2 phase splits read float pairs as uint64 and keep the low half: the same bits as a
+    strided copy (NaN payloads too), and never a pair that ends past the image's buffer."""
+    from runtime.ops.conv import _float_pairs, _low_halves_into
+
+    x = _rand(3, 7, 9)  # odd width: the last pair of a row reads the next row's first float
+    x.view(np.uint32)[0, 0, 2] = 0x7FC0_1234  # a NaN with a payload
+    for a, b in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        rows, cols = len(range(a, 7, 2)), len(range(b, 9, 2))
+        pairs = _float_pairs(x, a * 9 + b, (3, rows, cols), (63, 18))
+        want = x[:, a::2, b::2]
+        if pairs is None:  # only where the very last pair would end past the buffer
+            assert 4 * ((2 * 63) + (rows - 1) * 18 + a * 9 + b + 2 * (cols - 1)) + 8 > x.nbytes
+            continue
+        got = np.empty((3, rows, cols), np.float32)
+        _low_halves_into(got.view(np.uint32), pairs)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert _float_pairs(x, 0, (3, 4, 5), (63, 18)) is None  # ends on x's last float: its pair would pass it
+    assert _float_pairs(x, 0, (3, 3, 4), (63, 18)) is not None
+    assert _float_pairs(x.astype(np.float64), 0, (3, 3, 4), (63, 18)) is None
+    assert _float_pairs(np.asfortranarray(x), 0, (3, 3, 4), (63, 18)) is None
+
+
+@pytest.mark.parametrize("mode", ["arena", "reduce"])
+@pytest.mark.parametrize("shape", [(1, 3, 16, 15), (2, 5, 9, 10), (1, 4, 7, 7)])
+def test_stride2_convs_match_with_and_without_the_pair_cast(monkeypatch, mode: str, shape: tuple) -> None:
+    import runtime as rt
+    from runtime.ops import conv
+
+    x, w = _rand(*shape), _rand(4, shape[1], 3, 3)
+    model = node_model("Conv", {"x": x}, initializers={"w": w}, pads=[1, 1, 1, 1], strides=[2, 2])
+    outs = []
+    for flag in (True, False):
+        monkeypatch.setattr(conv, "PAIR_CAST", flag)
+        outs.append(rt.Core().compile_model(model, memory_mode=mode).infer({"x": x})["y"].copy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert_matches(model, {"x": x})
