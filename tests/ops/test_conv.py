@@ -203,3 +203,20 @@ def test_stride2_convs_match_with_and_without_the_pair_cast(monkeypatch, mode: s
         outs.append(rt.Core().compile_model(model, memory_mode=mode).infer({"x": x})["y"].copy())
     np.testing.assert_array_equal(outs[0], outs[1])
     assert_matches(model, {"x": x})
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_bound_pointwise_conv_matches_and_falls_back(group: int) -> None:
+    """A static plan's 1x1 Conv binds its reshaped operands and bias once; other arrays take ``run``."""
+    import runtime as rt
+
+    x, w, b = _rand(1, 4, 5, 6), _rand(6, 4 // group, 1, 1), _rand(6)
+    model = node_model("Conv", {"x": x}, initializers={"w": w, "b": b}, group=group)
+    req = rt.Core().compile_model(model, memory_mode="arena").create_infer_request()
+    got = req.infer({"x": x})["y"].copy()
+    np.testing.assert_array_equal(got, rt.Core().compile_model(model, memory_mode="reduce").infer({"x": x})["y"])
+    assert_matches(model, {"x": x})
+    (run, ins, outs, scr), = req._bound.steps
+    x2, o2 = _rand(1, 4, 5, 6), np.empty_like(outs[0])
+    run([x2, *ins[1:]], [o2], scr)
+    np.testing.assert_array_equal(o2, rt.Core().compile_model(model, memory_mode="reduce").infer({"x": x2})["y"])
