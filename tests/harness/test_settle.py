@@ -81,8 +81,10 @@ def test_an_unknown_allocator_has_no_settler() -> None:
 def test_jemalloc_stage_figures_do_not_depend_on_its_decay_timer(tmp_path: Path) -> None:
     if "jemalloc" not in installed_allocators():  # .ci/run installs it: a missing allocator is not a pass
         pytest.fail("jemalloc is not installed: apt-get install -y libjemalloc2 (README, Two commands)")
-    # Unsettled, u2netp's first inference measured +1.0 MiB RssAnon with decay 0 and +19.3 MiB with
-    # purging off (the default's +10.9 MiB was +17.0 MiB on a faster machine): the timer decided.
+    # Unsettled, u2netp's first inference measured +1.7 MiB RssAnon with decay 0 and +9.8 MiB with
+    # purging off (+1.0 and +19.3 MiB before reduce mode dropped every view with its buffer); the loop
+    # medians +9.1 and +17.7 MiB: the timer decided. Settled, both read 1.6-1.7 MiB, levels 8.9-9.1.
+    # The raw gap must be at least twice the settled tolerance for the test to mean anything.
     base = CellSpec(pipeline="reinfer", model="u2netp", model_options=(("size", "64"),), mode="reduce",
                     allocator="jemalloc", iterations=3)
     never = (("jemalloc.dirty_decay_ms", "-1"), ("jemalloc.muzzy_decay_ms", "-1"))
@@ -92,11 +94,11 @@ def test_jemalloc_stage_figures_do_not_depend_on_its_decay_timer(tmp_path: Path)
     infer = [next(s for s in r.stages if s.stage == "iter1 infer") for r in runs]
     settled = [s.anon_after - s.anon_before for s in infer]
     unsettled = [s.anon_unsettled - s.anon_before for s in infer]
-    assert unsettled[0] - unsettled[1] > 8 * MiB, unsettled  # the timer moves the raw reading a lot ...
+    assert unsettled[0] - unsettled[1] > 4 * MiB, unsettled  # the timer moves the raw reading a lot ...
     assert abs(settled[0] - settled[1]) < 2 * MiB, settled  # ... and not the gated one
     assert all(r.probe["settle"].startswith("mallctl") for r in runs)
     # the steady levels too: read settled after the loop, not the loop's timer-dependent median
     levels = [metrics.measure(r)["steady_anon"].value for r in runs]
     medians = [statistics.median(r.series["RssAnon"]) - r.stages[0].anon_before for r in runs]
-    assert medians[0] - medians[1] > 8 * MiB, medians
+    assert medians[0] - medians[1] > 4 * MiB, medians
     assert abs(levels[0] - levels[1]) < 2 * MiB, levels
