@@ -117,8 +117,8 @@ class NativeHunter:
         reader = self._memray.FileReader(path)
         out: dict[tuple[Any, ...], tuple[int, int, list[tuple[str, str, int]]]] = {}
         for rec in reader.get_leaked_allocation_records(merge_threads=True):
-            # Leaked records are live allocations, for which memray always has a hybrid trace (it raises
-            # NotImplementedError only for deallocations); the tracker records native frames.
+            # Leaked records are live allocations, for which memray always has a hybrid trace (only
+            # deallocation records lack one); the tracker records native frames.
             stack = [tuple(f) for f in rec.hybrid_stack_trace(max_stacks=self.frames)]
             key = tuple(stack)
             size, count, _ = out.get(key, (0, 0, stack))

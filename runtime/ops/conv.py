@@ -130,11 +130,15 @@ def Conv(
     act = ctx.activation
     bias_view = (M,) + (1,) * n
 
-    def finish(ins: Sequence[Any], o: np.ndarray) -> None:
-        if len(ins) > 2 and ins[2] is not None:
-            o += ins[2].reshape(bias_view)
+    def epilogue(o: np.ndarray, bias: np.ndarray | None) -> None:
+        """Bias (already shaped to broadcast) and the fused activation, in place."""
+        if bias is not None:
+            np.add(o, bias, out=o)
         if act is not None:
             act(o)
+
+    def finish(ins: Sequence[Any], o: np.ndarray) -> None:
+        epilogue(o, ins[2].reshape(bias_view) if len(ins) > 2 and ins[2] is not None else None)
 
     plan = flat_plan(x.dims, out_sp, k, st, dl, p) if FLAT_TAPS and n == 2 and ksz > 1 else None
     if plan is not None:
@@ -173,10 +177,7 @@ def Conv(
                     run_pointwise(ins_, outs_, scr_)
                     return
                 np.matmul(wv, xv, out=ov)
-                if bv is not None:
-                    np.add(o0, bv, out=o0)
-                if act is not None:
-                    act(o0)
+                epilogue(o0, bv)
 
             return run_bound
 
@@ -460,8 +461,8 @@ def flat_taps(
         return ops
 
     def run_flat(ins: Sequence[Any], outs: Sequence[np.ndarray], scr: Sequence[np.ndarray]) -> None:
-        # Dynamic plans: the views are made anew each run (0.56 ms of MobileNetV2's ~17 ms); static
-        # plans make them once, in bind_flat.
+        # Dynamic plans: the views are made anew each run (936 per MobileNetV2 inference, 0.67 ms of
+        # its ~17); static plans make them once, in bind_flat.
         o = outs[0]
         for n in range(N):
             for fn, args in plan_image(ins[0][n], o[n], ins[1], scr):
